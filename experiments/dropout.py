@@ -25,7 +25,7 @@ def get_config():
         "lr": 0.5,
         "rates": [0.2, 0.5],
         "variants": [
-            {"name": "scratch", "style": "scratch", "init": "torch", "seed_figure": 0.841},
-            {"name": "concise", "style": "concise", "init": "normal", "seed_figure": 0.849},
+            {"name": "scratch", "style": "scratch", "weight_init": "torch", "seed_figure": 0.841},
+            {"name": "concise", "style": "concise", "weight_init": "normal", "seed_figure": 0.849},
         ],
     }

@@ -12,8 +12,8 @@ def get_config():
     return {
         "name": "vgg-norms",
         "seeds": "000",
-        "model": {"name": "VGG16", "num_classes": 1000},
-        # Flax init needs an input shape (NHWC); the sums do not depend on it.
-        "input_shape": [1, 224, 224, 3],
+        "model": {"name": "VGG16", "num_classes": 1000, "hidden": 4096},
+        # Flax init needs an input (NHWC; >= 32 pixels); the parameters do not depend on its size.
+        "input_shape": [1, 32, 32, 3],
         "seed_figure": "values printed (none quoted)",
     }

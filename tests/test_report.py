@@ -1,0 +1,111 @@
+"""Tests for jaxreg.report: run folders, metrics files, tables, plots, report.md."""
+
+import csv
+import json
+
+import pytest
+
+from jaxreg import report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_make_run_dir_default_is_timestamped_and_unique(tmp_path):
+    first = report.make_run_dir("dropout", root=tmp_path)
+    second = report.make_run_dir("dropout", root=tmp_path)
+    assert first.parent == tmp_path / "dropout"
+    assert first != second and first.is_dir() and second.is_dir()
+    assert len(first.name) == len("20260101-000000")
+
+
+def test_make_run_dir_out_is_used_as_is(tmp_path):
+    out = tmp_path / "a" / "b"
+    assert report.make_run_dir("x", out) == out
+    assert out.is_dir()
+
+
+def test_recorder_appends_metrics_and_results(tmp_path):
+    rec = report.RunRecorder(tmp_path, "weight-decay")
+    rec.write_config({"lr": 0.1, "variants": [{"name": "a"}]})
+    rec.add_history("a", "jax", {"test_acc": [0.5, 0.6], "train_loss": (1.0, 0.5)})
+    rec.add_history("a", "torch", {"test_acc": [0.55, 0.65], "note": "ignored scalar"})
+    rec.add_result(variant="a", framework="jax", metric="accuracy", train=0.7, test=0.6)
+    rec.add_result(variant="a", framework="torch", metric="accuracy", train=0.71, test=0.65)
+
+    assert json.loads((tmp_path / "config.json").read_text())["lr"] == 0.1
+    lines = [json.loads(s) for s in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 4
+    assert lines[1] == {
+        "experiment": "weight-decay",
+        "variant": "a",
+        "framework": "jax",
+        "epoch": 2,
+        "test_acc": 0.6,
+        "train_loss": 0.5,
+    }
+    assert "note" not in lines[2]
+    results = [json.loads(s) for s in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [r["framework"] for r in results] == ["jax", "torch"]
+    with open(tmp_path / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and float(rows[1]["test"]) == 0.65
+    assert rows[0]["experiment"] == "weight-decay"
+
+
+def test_recorder_converts_numpy_values(tmp_path):
+    np = pytest.importorskip("numpy")
+    rec = report.RunRecorder(tmp_path, "e")
+    rec.add_history("v", "jax", {"test_acc": np.array([0.25, 0.5], np.float32)})
+    row = rec.add_result(variant="v", framework="jax", test=np.float32(0.5), wall_s=np.float64(2))
+    assert row["test"] == 0.5 and isinstance(row["test"], float)
+    assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[1])["test_acc"] == 0.5
+
+
+def test_recorder_rejects_unknown_result_keys(tmp_path):
+    rec = report.RunRecorder(tmp_path, "e")
+    with pytest.raises(ValueError, match="accuracy_typo"):
+        rec.add_result(variant="v", accuracy_typo=1.0)
+
+
+def test_format_table():
+    rows = [
+        {"experiment": "e", "variant": "v", "framework": "jax", "test": 0.81234, "wall_s": 12.0},
+        {"variant": "big", "test": 1.38e8, "seed_figure": "a|b"},
+    ]
+    table = report.format_table(rows).splitlines()
+    assert table[0].startswith("| experiment | variant | framework | metric | final train |")
+    assert table[1] == "|" + "---|" * len(report.RESULT_COLUMNS)
+    assert "| 0.8123 |" in table[2] and "| 12.0000 |" in table[2]
+    assert "1.38e+08" in table[3] and "a\\|b" in table[3]
+
+
+def test_plots_are_pngs(tmp_path):
+    histories = {
+        ("scratch", "jax"): {"train_loss": [1.0, 0.5], "test_acc": [0.7, 0.8]},
+        ("scratch", "torch"): {"train_loss": [1.1, 0.6], "test_acc": [0.71, 0.79]},
+    }
+    curves = report.plot_learning_curves(tmp_path / "c.png", histories, title="t")
+    series = report.plot_series(
+        tmp_path / "s.png", {"a (jax)": [3, 2], "a (torch)": [3, 1]}, xlabel="x", ylabel="y"
+    )
+    fit = {"net (jax)": {"epochs": [0, 50], "pred": [[0, 1], [0, 0.5]], "loss": [0.3, 0.2]}}
+    fits = report.plot_fit_curves(tmp_path / "f.png", ([0, 1], [0, 1]), ([0, 1], [1, 0]), fit)
+    for path in (curves, series, fits):
+        assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_write_report_has_table_notes_and_plots(tmp_path):
+    (tmp_path / "c.png").write_bytes(PNG_MAGIC)
+    path = report.write_report(
+        tmp_path,
+        "dropout (seeds 003/004)",
+        [{"variant": "scratch", "framework": "jax", "test": 0.85, "seed_figure": 0.841}],
+        plots=[tmp_path / "c.png"],
+        notes=["A note."],
+        command="jaxreg run dropout",
+    )
+    text = path.read_text()
+    assert text.startswith("# dropout (seeds 003/004)")
+    assert "`jaxreg run dropout`" in text
+    assert "| scratch | jax |" in text and "| 0.8410 |" in text
+    assert "A note." in text and "![c.png](c.png)" in text
