@@ -10,5 +10,13 @@ __version__ = "0.1.0"
 # --- penalties, masks, transforms, optimizers ---
 
 # --- dropout ---
+from jaxreg import nn, numpy_ref
+from jaxreg.dropout import (
+    dropout,
+    dropout_mask,
+    dropout_with_mask,
+    mc_dropout_predict,
+    vanilla_dropout,
+)
 
 # --- conversion and initialization ---

@@ -1,0 +1,362 @@
+"""Dropout with explicit keys: inverted, vanilla (cs231n) and Monte-Carlo prediction.
+
+Conventions (the seeds mix them, jaxreg does not):
+
+* ``rate`` is always the DROP probability (PyTorch ``p``, d2l ``dropout``, Flax ``rate``);
+  a keep probability is always called ``keep_prob`` (seed 000's ``prob`` and seed 002's ``p``).
+* Every random draw takes a caller-passed ``key``; training mode without a key is an error,
+  never a silently fixed mask.
+* ``rate`` may be a traced scalar, so one compiled function serves a whole sweep over rates
+  (``jax.vmap`` over rates, or a new rate per call without recompiling). A concrete rate outside
+  ``[0, 1]`` or NaN raises ``ValueError``; a traced rate cannot be inspected at trace time, so
+  its range is the caller's responsibility (outside ``[0, 1]`` it yields NaN or wrong scaling).
+
+The PyTorch traps this module makes explicit:
+
+* ``torch.nn.functional.dropout(x, p)`` defaults to ``training=True``. Seeds 000 and 001 call
+  it inside ``forward`` without ``training=self.training``, so their dropout stays on after
+  ``model.eval()``. Here the mode is an argument: :func:`dropout` is stochastic unless
+  ``deterministic=True`` and :class:`jaxreg.nn.Dropout` has no default mode at all. To
+  reproduce the defect on purpose, keep ``deterministic=False`` at evaluation time.
+* d2l's ``dropout_layer(X, dropout)`` (seeds 003 and 004) is :func:`dropout` with
+  ``rate=dropout``: the same distribution, same scaling by ``1 / (1 - dropout)``, zeros for
+  ``dropout == 1`` and ``X`` for ``dropout == 0``. Its arithmetic is ``mask * X / keep``, one
+  rounding away from PyTorch's ``X * (1 / keep)``; :func:`dropout_with_mask` replays either
+  bit for bit (``formula="d2l"`` or the default ``formula="torch"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "dropout",
+    "dropout_mask",
+    "dropout_with_mask",
+    "mc_dropout_predict",
+    "vanilla_dropout",
+]
+
+_FORMULAS = ("torch", "d2l")
+
+
+def _concrete_float(value: Any) -> float | None:
+    """The Python float of a scalar known at trace time, or None for a traced one."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    try:
+        return float(value)
+    except (TypeError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def _check_probability(value: Any, name: str) -> float | None:
+    """Validates a probability argument; returns its concrete value or None when traced."""
+    if np.ndim(value) != 0:
+        raise ValueError(
+            f"{name} must be a scalar probability in [0, 1], got an array of shape "
+            f"{np.shape(value)}; to sweep several values use jax.vmap over a scalar {name}."
+        )
+    concrete = _concrete_float(value)
+    if concrete is not None and not 0.0 <= concrete <= 1.0:
+        # `not 0 <= v <= 1` is also True for NaN, which must not pass silently.
+        raise ValueError(f"{name} must be in [0, 1], got {concrete!r}.")
+    return concrete
+
+
+def _check_floating(x: jax.Array, name: str = "x") -> None:
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(
+            f"{name} must be a floating-point array, got dtype {x.dtype}; "
+            f"dropout scales by 1 / keep_prob, which integers cannot hold."
+        )
+
+
+def _normalize_dims(broadcast_dims: Sequence[int], ndim: int) -> tuple[int, ...]:
+    dims = []
+    for d in tuple(broadcast_dims):
+        if not isinstance(d, (int, np.integer)) or not -ndim <= d < ndim:
+            raise ValueError(
+                f"broadcast_dims must hold axes in [-{ndim}, {ndim}) for a {ndim}-d input, "
+                f"got {tuple(broadcast_dims)!r}."
+            )
+        dims.append(int(d) % ndim)
+    return tuple(sorted(set(dims)))
+
+
+def _keep_probability(rate: Any, concrete: float | None) -> Any:
+    # PyTorch computes `1 - p` in double precision and only then casts to the input dtype;
+    # doing the subtraction in Python double for a concrete rate keeps that rounding.
+    if concrete is not None:
+        return 1.0 - concrete
+    return 1 - jnp.asarray(rate)
+
+
+def _compute_dtype(dtype: Any) -> Any:
+    # PyTorch's CPU kernel divides half and bfloat16 in float32 and rounds once at the end.
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def _keep_mask(key: Any, keep_prob: Any, shape: Sequence[int], broadcast_dims) -> jax.Array:
+    shape = tuple(int(s) for s in shape)
+    dims = _normalize_dims(broadcast_dims, len(shape))
+    # A size-1 axis in the drawn mask means one draw shared along that axis: all-or-nothing.
+    draw_shape = tuple(1 if i in dims else s for i, s in enumerate(shape))
+    mask = jax.random.bernoulli(key, keep_prob, draw_shape)
+    return jnp.broadcast_to(mask, shape)
+
+
+def _require_key(key: Any, fn: str) -> None:
+    if key is None:
+        raise ValueError(
+            f"{fn}: key is None in training mode (deterministic=False). Pass "
+            f"key=jax.random.key(...) (split a fresh one per step), or deterministic=True "
+            f"for evaluation."
+        )
+
+
+def dropout_mask(
+    key: Any, rate: Any, shape: Sequence[int], broadcast_dims: Sequence[int] = ()
+) -> jax.Array:
+    """Draws a boolean KEEP mask for inverted dropout.
+
+    Each element is True (kept) with probability ``1 - rate``. Along ``broadcast_dims`` the mask
+    is shared: a whole slice is kept or dropped together (PyTorch's ``nn.Dropout2d`` drops whole
+    channels this way; seed 002 notes that convolutional layers may drop channels).
+
+    PyTorch equivalent: ``torch.empty(shape).bernoulli_(1 - p).bool()``, the noise inside
+    ``F.dropout``. Seeds 002, 003, 004.
+
+    Args:
+        key: a JAX PRNG key.
+        rate: drop probability in ``[0, 1]``; a Python float or a (possibly traced) scalar.
+        shape: the shape of the mask (a static tuple of ints).
+        broadcast_dims: axes along which one draw is shared.
+
+    Returns:
+        A ``bool`` array of ``shape``; True marks the elements that survive.
+
+    Raises:
+        ValueError: if a concrete ``rate`` is outside ``[0, 1]`` or NaN, or ``broadcast_dims``
+            names an axis ``shape`` does not have.
+
+    Example:
+        >>> import jax
+        >>> m = dropout_mask(jax.random.key(0), 0.5, (2, 3), broadcast_dims=(0,))
+        >>> bool((m[0] == m[1]).all())
+        True
+    """
+    concrete = _check_probability(rate, "rate")
+    return _keep_mask(key, _keep_probability(rate, concrete), shape, broadcast_dims)
+
+
+def dropout_with_mask(
+    x: jax.Array, keep_mask: jax.Array, rate: Any, *, formula: str = "torch"
+) -> jax.Array:
+    """Inverted dropout with a given keep mask: the deterministic half of :func:`dropout`.
+
+    With ``formula="torch"`` (default) this is PyTorch's CPU arithmetic exactly: ATen computes
+    ``noise = bernoulli(1 - p); noise.div_(1 - p); out = x * noise``, i.e. ``x * (1 / keep)``
+    with ``keep = 1 - p`` rounded to ``x``'s dtype and the reciprocal rounded once more. A torch
+    mask recovered as ``y != 0`` (from an input without zeros) and replayed here gives a
+    bit-identical output and input gradient in float32 and float64, provided ``rate`` is a
+    Python float, as ``p`` is in torch (a traced float32 ``rate`` computes ``1 - rate`` in
+    float32, which can differ from torch's double-precision ``1 - p`` in the last bit).
+
+    ``formula="d2l"`` replays d2l's ``dropout_layer`` (seeds 003, 004): ``mask * X / (1 - p)``,
+    a true division instead of a multiplication by the reciprocal.
+
+    A dropped element is ``x * 0`` (so ``inf`` or NaN inputs give NaN, as in torch); ``rate=1``
+    gives zeros and a zero gradient, never ``0 / 0``.
+
+    PyTorch equivalent: ``F.dropout(x, p, training=True)`` with its random noise fixed.
+
+    Args:
+        x: floating-point input.
+        keep_mask: ``bool`` array broadcastable to ``x``; True keeps the element.
+        rate: drop probability in ``[0, 1]`` the mask was drawn with; a Python float or a
+            (possibly traced) scalar.
+        formula: ``"torch"`` (``x * (1 / keep)``) or ``"d2l"`` (``x / keep``).
+
+    Returns:
+        An array like ``x``: kept elements scaled by ``1 / (1 - rate)``, the others zero.
+
+    Raises:
+        ValueError: if a concrete ``rate`` is outside ``[0, 1]`` or NaN, ``keep_mask`` is not
+            boolean, ``x`` is not floating point, or ``formula`` is unknown.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> dropout_with_mask(jnp.array([1.0, 2.0, 3.0]), jnp.array([True, False, True]), 0.5)
+        Array([2., 0., 6.], dtype=float32)
+    """
+    if formula not in _FORMULAS:
+        raise ValueError(f"formula must be one of {_FORMULAS}, got {formula!r}.")
+    concrete = _check_probability(rate, "rate")
+    x = jnp.asarray(x)
+    _check_floating(x)
+    keep_mask = jnp.asarray(keep_mask)
+    if keep_mask.dtype != jnp.bool_:
+        raise ValueError(
+            f"keep_mask must be a bool array (True = kept), got dtype {keep_mask.dtype}; "
+            f"recover a torch mask as `y != 0`."
+        )
+    compute = _compute_dtype(x.dtype)
+    keep = jnp.asarray(_keep_probability(rate, concrete)).astype(compute)
+    positive = keep > 0
+    # The double where keeps rate == 1 free of 1/0 in the value and of NaN in any gradient.
+    safe_keep = jnp.where(positive, keep, jnp.ones_like(keep))
+    if formula == "d2l":
+        kept = (x.astype(compute) / safe_keep).astype(x.dtype)
+        return jnp.where(keep_mask & positive, kept, jnp.zeros_like(x))
+    scale = jnp.where(positive, 1 / safe_keep, jnp.zeros_like(keep)).astype(x.dtype)
+    noise = jnp.where(keep_mask, scale, jnp.zeros_like(scale))
+    return x * noise
+
+
+def dropout(
+    x: jax.Array,
+    rate: Any,
+    *,
+    key: Any = None,
+    deterministic: bool = False,
+    broadcast_dims: Sequence[int] = (),
+) -> jax.Array:
+    """Inverted dropout: zero each element with probability ``rate``, scale the rest.
+
+    Survivors are multiplied by ``1 / (1 - rate)`` in training, so evaluation is the identity
+    (cs231n's recommended "inverted dropout", seed 002). ``rate=0`` returns ``x`` exactly,
+    ``rate=1`` returns zeros with a finite, zero gradient, ``deterministic=True`` returns ``x``.
+
+    PyTorch equivalent: ``F.dropout(x, p=rate, training=not deterministic)`` and
+    ``nn.Dropout(rate)``; d2l's ``dropout_layer(X, rate)`` (seeds 003, 004). Beware that
+    ``F.dropout``'s default ``training=True`` keeps dropout on at evaluation (seeds 000, 001).
+
+    Args:
+        x: floating-point input.
+        rate: drop probability in ``[0, 1]``. A Python float or a (possibly traced) scalar:
+            ``jax.vmap`` over rates works and a new rate never recompiles a jitted caller.
+            A concrete ``0`` returns ``x`` without needing a key.
+        key: PRNG key; required unless ``deterministic`` or a concrete ``rate == 0``.
+        deterministic: if True, return ``x`` unchanged (evaluation mode).
+        broadcast_dims: axes along which the mask is shared (all-or-nothing along them).
+
+    Returns:
+        An array like ``x``.
+
+    Raises:
+        ValueError: if a concrete ``rate`` is outside ``[0, 1]`` or NaN, ``key`` is missing in
+            training mode, or ``broadcast_dims`` names an axis ``x`` does not have.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> y = dropout(jnp.ones(4), 0.5, key=jax.random.key(0))
+        >>> bool(jnp.all((y == 0) | (y == 2.0)))
+        True
+    """
+    concrete = _check_probability(rate, "rate")
+    if deterministic or concrete == 0.0:
+        return x
+    _require_key(key, "dropout")
+    x = jnp.asarray(x)
+    _check_floating(x)
+    keep_mask = _keep_mask(key, _keep_probability(rate, concrete), x.shape, broadcast_dims)
+    return dropout_with_mask(x, keep_mask, rate)
+
+
+def vanilla_dropout(
+    x: jax.Array,
+    keep_prob: Any,
+    *,
+    key: Any = None,
+    deterministic: bool = False,
+    broadcast_dims: Sequence[int] = (),
+) -> jax.Array:
+    """cs231n's vanilla dropout (seed 002): no scaling in training, ``x * keep_prob`` at test.
+
+    Training keeps each element with probability ``keep_prob`` and leaves survivors unscaled
+    (``H *= rand(*H.shape) < p``); evaluation multiplies by ``keep_prob`` so that activations
+    match their training-time expectation. cs231n recommends the inverted form (:func:`dropout`),
+    whose evaluation is the identity; both give the same predictions once the next layer's
+    weights are scaled by ``keep_prob``.
+
+    PyTorch equivalent: none built in; seed 002's NumPy ``train_step``/``predict`` with ``p``.
+
+    Args:
+        x: floating-point input.
+        keep_prob: KEEP probability in ``[0, 1]`` (the seed's ``p``); may be traced.
+        key: PRNG key; required in training mode.
+        deterministic: if True, return ``x * keep_prob`` (evaluation mode).
+        broadcast_dims: axes along which the mask is shared.
+
+    Returns:
+        An array like ``x``.
+
+    Raises:
+        ValueError: if a concrete ``keep_prob`` is outside ``[0, 1]`` or NaN, or ``key`` is
+            missing in training mode.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> vanilla_dropout(jnp.array([2.0, 4.0]), 0.5, deterministic=True)
+        Array([1., 2.], dtype=float32)
+    """
+    _check_probability(keep_prob, "keep_prob")
+    x = jnp.asarray(x)
+    _check_floating(x)
+    if deterministic:
+        return x * jnp.asarray(keep_prob, x.dtype)
+    _require_key(key, "vanilla_dropout")
+    keep_mask = _keep_mask(key, keep_prob, x.shape, broadcast_dims)
+    return x * keep_mask.astype(x.dtype)
+
+
+def mc_dropout_predict(
+    apply_fn: Callable[[Any, Any], Any], x: Any, *, key: Any, num_samples: int
+) -> tuple[Any, Any]:
+    """Monte-Carlo dropout: mean and variance over ``num_samples`` stochastic passes.
+
+    Seed 001's "test M times and average" alternative to weight scaling: run the model with
+    dropout ON ``num_samples`` times, each with its own key, vectorized with ``jax.vmap``.
+    The variance is the population variance (``ddof=0``) of the samples, an estimate of the
+    model's predictive uncertainty.
+
+    PyTorch equivalent: ``torch.stack([model.train()(x) for _ in range(M)]).mean(0)``.
+
+    Args:
+        apply_fn: ``apply_fn(x, key)`` returning an array or a pytree of arrays, with dropout
+            active, e.g. ``lambda x, k: model.apply(params, x, deterministic=False,
+            rngs={"dropout": k})``.
+        x: the input passed unchanged to every pass.
+        key: PRNG key, split into ``num_samples`` keys.
+        num_samples: number of passes, a Python int ``>= 1``.
+
+    Returns:
+        ``(mean, variance)``, each shaped like one output of ``apply_fn``.
+
+    Raises:
+        ValueError: if ``num_samples`` is not an int ``>= 1`` or ``key`` is None.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> f = lambda x, k: dropout(x, 0.5, key=k)
+        >>> mean, var = mc_dropout_predict(f, jnp.ones(3), key=jax.random.key(0), num_samples=8)
+        >>> mean.shape, var.shape
+        ((3,), (3,))
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
+        raise ValueError(f"num_samples must be a Python int >= 1, got {num_samples!r}.")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+    if key is None:
+        raise ValueError("mc_dropout_predict: key is None; pass key=jax.random.key(...).")
+    keys = jax.random.split(key, int(num_samples))
+    samples = jax.vmap(lambda k: apply_fn(x, k))(keys)
+    mean = jax.tree.map(lambda s: jnp.mean(s, axis=0), samples)
+    variance = jax.tree.map(lambda s: jnp.var(s, axis=0), samples)
+    return mean, variance
