@@ -1,0 +1,445 @@
+"""Flax Linen versions of every seed model, named so that torch state_dicts convert 1:1.
+
+Each class has a twin with the same name in :mod:`jaxreg.torch_ref.models`. Submodule names follow
+the torch module paths (see :mod:`jaxreg.convert`): attribute names are kept, a numeric
+``nn.Sequential`` index ``N`` becomes ``layers_N``, and dotted paths join with ``_``
+(``features.0`` -> ``features_0``). Linear kernels are the torch weights transposed.
+
+Every Linear/Conv starts from torch's default initialization (:mod:`jaxreg.init`) unless a model
+documents another recipe (d2l's ``normal(0.01)``, seed 004's raw ``normal(0, 1)``, torchvision's
+VGG init). Dropout draws from the ``"dropout"`` rng collection and is off when
+``deterministic=True`` (the default), except where a model reproduces a seed's always-on
+``F.dropout`` with ``always_dropout=True``.
+
+Example:
+    >>> model = TwoLayerNet()
+    >>> params = model.init(jax.random.key(0), jnp.ones((2, 784)))
+    >>> model.apply(params, jnp.ones((2, 784))).shape
+    (2, 10)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from jaxreg.init import Conv, Dense, kaiming_normal, normal
+
+
+class Dropout(nn.Module):
+    """Interim adapter with ``jaxreg.nn.Dropout``'s call signature, until jaxreg.nn is committed."""
+
+    rate: float = 0.5
+
+    @nn.compact
+    def __call__(self, x, deterministic=None, rate=None):
+        r = self.rate if rate is None else rate
+        return nn.Dropout(rate=r)(x, deterministic=deterministic)
+
+
+__all__ = [
+    "VGG16",
+    "VGG16_CFG",
+    "ActivityMLP",
+    "DropoutMLP",
+    "RegressionNet",
+    "Seed000Net",
+    "TwoLayerNet",
+    "WeightDecayMLP",
+    "adaptive_avg_pool2d",
+]
+
+
+class Seed000Net(nn.Module):
+    """Seed 000's ``Model``: Linear(8,6) ReLU dropout Linear(6,4) ReLU dropout Linear(4,1) sigmoid.
+
+    PyTorch equivalent: ``jaxreg.torch_ref.models.Seed000Net``. The seed calls
+    ``F.dropout(x, p=0.5)`` without ``training=``, so its dropout never turns off;
+    ``always_dropout=True`` reproduces that defect, the default turns dropout off when
+    ``deterministic=True``.
+
+    Attributes:
+        dropout_rate: drop probability of both dropout layers.
+        always_dropout: keep dropout active even when ``deterministic=True`` (the seed's defect).
+        param_dtype: parameter dtype at initialization.
+
+    Example:
+        >>> m = Seed000Net()
+        >>> p = m.init(jax.random.key(0), jnp.ones((3, 8)))
+        >>> m.apply(p, jnp.ones((3, 8))).shape
+        (3, 1)
+    """
+
+    dropout_rate: float = 0.5
+    always_dropout: bool = False
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
+        det = deterministic and not self.always_dropout
+        x = nn.relu(Dense(6, param_dtype=self.param_dtype, name="fc1")(x))
+        x = Dropout(rate=self.dropout_rate)(x, deterministic=det)
+        x = nn.relu(Dense(4, param_dtype=self.param_dtype, name="fc2")(x))
+        x = Dropout(rate=self.dropout_rate)(x, deterministic=det)
+        return jax.nn.sigmoid(Dense(1, param_dtype=self.param_dtype, name="fc3")(x))
+
+
+class ActivityMLP(nn.Module):
+    """Seed 001's ``MLP``: Linear(128,32) ReLU Linear(32,16) ReLU Linear(16,2).
+
+    Returns the activations too, because seed 001 penalizes them (L1 on ``layer1_out``, the L2
+    norm on ``layer2_out``). PyTorch equivalent: ``jaxreg.torch_ref.models.ActivityMLP``.
+
+    Attributes:
+        param_dtype: parameter dtype at initialization.
+
+    Returns (of ``__call__``):
+        ``(out, layer1_out, layer2_out)`` with shapes ``(N, 2)``, ``(N, 32)``, ``(N, 16)``.
+
+    Example:
+        >>> m = ActivityMLP()
+        >>> p = m.init(jax.random.key(0), jnp.ones((4, 128)))
+        >>> [a.shape for a in m.apply(p, jnp.ones((4, 128)))]
+        [(4, 2), (4, 32), (4, 16)]
+    """
+
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        layer1_out = nn.relu(Dense(32, param_dtype=self.param_dtype, name="linear1")(x))
+        layer2_out = nn.relu(Dense(16, param_dtype=self.param_dtype, name="linear2")(layer1_out))
+        out = Dense(2, param_dtype=self.param_dtype, name="linear3")(layer2_out)
+        return out, layer1_out, layer2_out
+
+
+class TwoLayerNet(nn.Module):
+    """Seed 001's ``TwoLayerNet``: flatten, Linear ReLU dropout Linear, ``log_softmax``.
+
+    PyTorch equivalent: ``jaxreg.torch_ref.models.TwoLayerNet``. Like seed 000, the seed's
+    ``F.dropout`` stays on in evaluation; ``always_dropout=True`` reproduces that.
+
+    Attributes:
+        dim_in: flattened input size.
+        dim_hid: hidden units.
+        dim_out: classes.
+        dropout_rate: drop probability.
+        always_dropout: keep dropout active even when ``deterministic=True``.
+        param_dtype: parameter dtype at initialization.
+
+    Example:
+        >>> m = TwoLayerNet()
+        >>> p = m.init(jax.random.key(0), jnp.ones((2, 28, 28)))
+        >>> m.apply(p, jnp.ones((2, 28, 28))).shape
+        (2, 10)
+    """
+
+    dim_in: int = 784
+    dim_hid: int = 128
+    dim_out: int = 10
+    dropout_rate: float = 0.5
+    always_dropout: bool = False
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
+        det = deterministic and not self.always_dropout
+        x = x.reshape((x.shape[0], -1))
+        x = nn.relu(Dense(self.dim_hid, param_dtype=self.param_dtype, name="fc1")(x))
+        x = Dropout(rate=self.dropout_rate)(x, deterministic=det)
+        x = Dense(self.dim_out, param_dtype=self.param_dtype, name="fc2")(x)
+        return jax.nn.log_softmax(x, axis=1)
+
+
+class RegressionNet(nn.Module):
+    """Seed 002's regression nets: ``net_overfitting`` and ``net_dropped``.
+
+    ``dropout_rate=None`` is ``net_overfitting`` = Sequential(Linear(1,h), ReLU, Linear(h,h), ReLU,
+    Linear(h,1)) with parameters ``layers_0, layers_2, layers_4``. A rate gives ``net_dropped`` =
+    Sequential(Linear, Dropout, ReLU, Linear, Dropout, ReLU, Linear) with ``layers_0, layers_3,
+    layers_6``: the seed puts Dropout BEFORE the ReLU (equivalent, since relu(m*x) = m*relu(x)
+    for a mask m >= 0, but the layer indices differ). PyTorch equivalent:
+    ``jaxreg.torch_ref.models.RegressionNet``.
+
+    Attributes:
+        hidden: hidden width (the seed's ``N_HIDDEN = 300``).
+        dropout_rate: ``None`` (no dropout layers) or the drop probability.
+        param_dtype: parameter dtype at initialization.
+
+    Example:
+        >>> m = RegressionNet(dropout_rate=0.5)
+        >>> p = m.init(jax.random.key(0), jnp.ones((20, 1)))
+        >>> sorted(p["params"])
+        ['layers_0', 'layers_3', 'layers_6']
+    """
+
+    hidden: int = 300
+    dropout_rate: float | None = None
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
+        pd = self.param_dtype
+        if self.dropout_rate is None:
+            x = nn.relu(Dense(self.hidden, param_dtype=pd, name="layers_0")(x))
+            x = nn.relu(Dense(self.hidden, param_dtype=pd, name="layers_2")(x))
+            return Dense(1, param_dtype=pd, name="layers_4")(x)
+        x = Dense(self.hidden, param_dtype=pd, name="layers_0")(x)
+        x = nn.relu(
+            Dropout(rate=self.dropout_rate, name="layers_1")(x, deterministic=deterministic)
+        )
+        x = Dense(self.hidden, param_dtype=pd, name="layers_3")(x)
+        x = nn.relu(
+            Dropout(rate=self.dropout_rate, name="layers_4")(x, deterministic=deterministic)
+        )
+        return Dense(1, param_dtype=pd, name="layers_6")(x)
+
+
+_STYLES = ("scratch", "concise")
+_INITS = ("torch", "normal")
+
+
+class DropoutMLP(nn.Module):
+    """Seeds 003/004's dropout MLP: Linear ReLU dropout(r1) Linear ReLU dropout(r2) Linear.
+
+    ``style="scratch"`` is d2l's ``Net`` (``lin1, lin2, lin3``; dropout via ``dropout_layer``),
+    ``style="concise"`` is d2l's ``nn.Sequential(Flatten, Linear, ReLU, Dropout, ...)`` with
+    parameters ``layers_1, layers_4, layers_7``. ``weight_init="normal"`` is d2l's concise recipe
+    (weights ``N(0, 0.01)``, biases torch's default); ``"torch"`` is torch's default for both.
+    (The attribute cannot be called ``init``: that would shadow ``flax.linen.Module.init``.)
+    PyTorch equivalent: ``jaxreg.torch_ref.models.DropoutMLP``.
+
+    Attributes:
+        num_inputs: flattened input size.
+        num_hiddens1: first hidden width.
+        num_hiddens2: second hidden width.
+        num_outputs: classes.
+        dropout1: drop probability after the first hidden layer.
+        dropout2: drop probability after the second hidden layer.
+        style: ``"scratch"`` or ``"concise"`` (parameter names only; same function).
+        weight_init: ``"torch"`` or ``"normal"``.
+        param_dtype: parameter dtype at initialization.
+
+    Example:
+        >>> m = DropoutMLP()
+        >>> p = m.init(jax.random.key(0), jnp.ones((2, 784)))
+        >>> y = m.apply(p, jnp.ones((2, 784)), deterministic=False,
+        ...             rates=(jnp.float32(0.1), jnp.float32(0.3)),
+        ...             rngs={"dropout": jax.random.key(1)})
+        >>> y.shape
+        (2, 10)
+    """
+
+    num_inputs: int = 784
+    num_hiddens1: int = 256
+    num_hiddens2: int = 256
+    num_outputs: int = 10
+    dropout1: float = 0.2
+    dropout2: float = 0.5
+    style: str = "scratch"
+    weight_init: str = "torch"
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        deterministic: bool = True,
+        rates: Sequence[Any] | None = None,
+    ) -> jax.Array:
+        """Apply the MLP.
+
+        Args:
+            x: inputs, any shape whose trailing size flattens to ``num_inputs``.
+            deterministic: turn dropout off.
+            rates: optional ``(r1, r2)`` overriding ``dropout1``/``dropout2``; traced scalars are
+                allowed, so one compiled function serves a whole sweep over rates.
+
+        Returns:
+            Logits of shape ``(N, num_outputs)``.
+        """
+        if self.style not in _STYLES:
+            raise ValueError(f"style={self.style!r}: allowed values are {_STYLES}")
+        if self.weight_init not in _INITS:
+            raise ValueError(f"weight_init={self.weight_init!r}: allowed values are {_INITS}")
+        if rates is None:
+            r1, r2 = self.dropout1, self.dropout2
+        else:
+            if len(rates) != 2:
+                raise ValueError(f"rates={rates!r}: must be a pair (r1, r2)")
+            r1, r2 = rates
+        names = ("lin1", "lin2", "lin3") if self.style == "scratch" else _CONCISE
+        kw: dict[str, Any] = {"param_dtype": self.param_dtype}
+        if self.weight_init == "normal":
+            kw["kernel_init"] = normal(0.01)
+        if self.style == "scratch":
+            x = x.reshape((-1, self.num_inputs))
+        else:
+            x = x.reshape((x.shape[0], -1))
+        x = nn.relu(Dense(self.num_hiddens1, name=names[0], **kw)(x))
+        x = Dropout(rate=self.dropout1)(x, deterministic=deterministic, rate=r1)
+        x = nn.relu(Dense(self.num_hiddens2, name=names[1], **kw)(x))
+        x = Dropout(rate=self.dropout2)(x, deterministic=deterministic, rate=r2)
+        return Dense(self.num_outputs, name=names[2], **kw)(x)
+
+
+_CONCISE = ("layers_1", "layers_4", "layers_7")
+
+
+class WeightDecayMLP(nn.Module):
+    """Seed 004's from-scratch MLP: ``relu(x @ W1 + b1) @ W2 + b2`` on raw parameters.
+
+    Parameters are the seed's tensors with its names and layout (``W1`` is ``(in, hidden)``, used
+    as ``x @ W1``: no transpose on conversion). ``W ~ N(0, weight_std)``, ``b = 0``. PyTorch
+    equivalent: ``jaxreg.torch_ref.models.WeightDecayMLP``.
+
+    Attributes:
+        num_inputs: flattened input size.
+        num_hidden: hidden width.
+        num_outputs: classes.
+        weight_std: standard deviation of the weights (the seed uses 1.0).
+        param_dtype: parameter dtype at initialization.
+
+    Example:
+        >>> m = WeightDecayMLP()
+        >>> p = m.init(jax.random.key(0), jnp.ones((2, 784)))
+        >>> sorted((k, v.shape) for k, v in p["params"].items())
+        [('W1', (784, 256)), ('W2', (256, 10)), ('b1', (256,)), ('b2', (10,))]
+    """
+
+    num_inputs: int = 784
+    num_hidden: int = 256
+    num_outputs: int = 10
+    weight_std: float = 1.0
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        pd = self.param_dtype
+        w_init = normal(self.weight_std)
+        w1 = self.param("W1", w_init, (self.num_inputs, self.num_hidden), pd)
+        b1 = self.param("b1", nn.initializers.zeros, (self.num_hidden,), pd)
+        w2 = self.param("W2", w_init, (self.num_hidden, self.num_outputs), pd)
+        b2 = self.param("b2", nn.initializers.zeros, (self.num_outputs,), pd)
+        x = x.reshape((-1, self.num_inputs))
+        h = nn.relu(x @ w1 + b1)
+        return h @ w2 + b2
+
+
+VGG16_CFG: tuple[int | str, ...] = (
+    64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M",
+)  # fmt: skip
+"""torchvision's configuration "D"; ints are conv output channels, "M" a 2x2 max-pool."""
+
+
+def _adaptive_bounds(size: int, out: int) -> list[tuple[int, int]]:
+    # torch's adaptive pooling windows: [floor(i*size/out), ceil((i+1)*size/out)); they overlap
+    # or repeat when size does not divide evenly (e.g. a 1x1 map becomes 7x7 copies).
+    return [((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out)]
+
+
+def adaptive_avg_pool2d(x: jax.Array, output_size: Sequence[int] = (7, 7)) -> jax.Array:
+    """torch's ``F.adaptive_avg_pool2d`` for NHWC input, exact window formula for any size.
+
+    Args:
+        x: ``(N, H, W, C)``.
+        output_size: ``(out_h, out_w)``.
+
+    Returns:
+        ``(N, out_h, out_w, C)``.
+
+    Example:
+        >>> adaptive_avg_pool2d(jnp.ones((1, 1, 1, 3))).shape
+        (1, 7, 7, 3)
+    """
+    out_h, out_w = (int(s) for s in output_size)
+    h, w = x.shape[1], x.shape[2]
+    if h == out_h and w == out_w:
+        return x
+    rows = [
+        jnp.stack(
+            [x[:, h0:h1, w0:w1, :].mean(axis=(1, 2)) for (w0, w1) in _adaptive_bounds(w, out_w)],
+            axis=1,
+        )
+        for (h0, h1) in _adaptive_bounds(h, out_h)
+    ]
+    return jnp.stack(rows, axis=1)
+
+
+class VGG16(nn.Module):
+    """VGG16 (torchvision's ``vgg16()``, seed 000) in Flax, NHWC input.
+
+    Submodules are named after torchvision's keys: convs ``features_0 ... features_28``, linears
+    ``classifier_0, classifier_3, classifier_6``. After the convs the feature map is adaptively
+    average-pooled to 7x7 with torch's window formula and flattened in torch's NCHW order, so
+    weights converted from a torch VGG16 give the same outputs for any input size >= 32.
+
+    ``weight_init="torchvision"`` (default, what ``torchvision.models.vgg16()`` does): conv kernels
+    ``kaiming_normal(fan_out, relu)``, linear weights ``N(0, 0.01)``, zero biases.
+    ``weight_init="torch"``: torch's per-layer defaults. PyTorch equivalent:
+    ``jaxreg.torch_ref.models.VGG16``.
+
+    Attributes:
+        num_classes: outputs of the last linear layer.
+        dropout_rate: drop probability in the classifier.
+        weight_init: ``"torchvision"`` or ``"torch"``.
+        hidden: classifier width (torchvision: 4096; smaller values only for cheap tests).
+        param_dtype: parameter dtype at initialization.
+
+    Example:
+        >>> m = VGG16(num_classes=10)
+        >>> shapes = jax.eval_shape(m.init, jax.random.key(0), jnp.ones((1, 32, 32, 3)))
+        >>> shapes["params"]["classifier_0"]["kernel"].shape
+        (25088, 4096)
+    """
+
+    num_classes: int = 1000
+    dropout_rate: float = 0.5
+    weight_init: str = "torchvision"
+    hidden: int = 4096
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
+        if self.weight_init not in ("torchvision", "torch"):
+            raise ValueError(
+                f"weight_init={self.weight_init!r}: allowed values are ('torchvision', 'torch')"
+            )
+        if self.weight_init == "torchvision":
+            conv_kw = {
+                "kernel_init": kaiming_normal("fan_out", "relu"),
+                "bias_init": nn.initializers.zeros,
+            }
+            lin_kw = {"kernel_init": normal(0.01), "bias_init": nn.initializers.zeros}
+        else:
+            conv_kw, lin_kw = {}, {}
+        idx = 0
+        for v in VGG16_CFG:
+            if v == "M":
+                x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+                idx += 1
+            else:
+                conv = Conv(
+                    v,
+                    (3, 3),
+                    padding=1,
+                    param_dtype=self.param_dtype,
+                    name=f"features_{idx}",
+                    **conv_kw,
+                )
+                x = nn.relu(conv(x))
+                idx += 2
+        x = adaptive_avg_pool2d(x, (7, 7))
+        # torch flattens (N, C, 7, 7); matching that order lets classifier_0 take torch weights.
+        x = jnp.transpose(x, (0, 3, 1, 2)).reshape((x.shape[0], -1))
+        pd = self.param_dtype
+        x = nn.relu(Dense(self.hidden, param_dtype=pd, name="classifier_0", **lin_kw)(x))
+        x = Dropout(rate=self.dropout_rate, name="classifier_2")(x, deterministic=deterministic)
+        x = nn.relu(Dense(self.hidden, param_dtype=pd, name="classifier_3", **lin_kw)(x))
+        x = Dropout(rate=self.dropout_rate, name="classifier_5")(x, deterministic=deterministic)
+        return Dense(self.num_classes, param_dtype=pd, name="classifier_6", **lin_kw)(x)
