@@ -28,18 +28,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxreg.init import Conv, Dense, kaiming_normal, normal
-
-
-class Dropout(nn.Module):
-    """Interim adapter with ``jaxreg.nn.Dropout``'s call signature, until jaxreg.nn is committed."""
-
-    rate: float = 0.5
-
-    @nn.compact
-    def __call__(self, x, deterministic=None, rate=None):
-        r = self.rate if rate is None else rate
-        return nn.Dropout(rate=r)(x, deterministic=deterministic)
-
+from jaxreg.nn import Dropout
 
 __all__ = [
     "VGG16",
