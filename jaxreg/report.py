@@ -189,6 +189,8 @@ def _fmt(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
+        if value == 0:
+            return "0"
         if not math.isfinite(value):
             return str(value)
         if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):

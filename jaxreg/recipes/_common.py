@@ -1,0 +1,294 @@
+"""Registry, options, config loading and the run-folder plumbing shared by every recipe."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from jaxreg import report
+
+FRAMEWORKS = ("jax", "torch")
+EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One registered experiment: where its config and its runner live, what it shows."""
+
+    module: str
+    seeds: str
+    summary: str
+    faithful: str
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "weight-decay": Experiment(
+        "weight_decay",
+        "004",
+        "Fashion-MNIST MLP: no penalty / mean-form l2_penalty in the loss / optimizer weight "
+        "decay on the weights only, each from the same initialization",
+        "train one network on through the three runs, as the seed did",
+    ),
+    "dropout": Experiment(
+        "dropout",
+        "003/004",
+        "Fashion-MNIST MLP with dropout 0.2/0.5, scratch and concise, lr 0.5, evaluated with "
+        "dropout off",
+        "evaluate with dropout active, as the seed's evaluate_accuracy did",
+    ),
+    "overfit": Experiment(
+        "overfit",
+        "002",
+        "20-point regression, 300-300 MLP with and without dropout, fit curves every 50 epochs",
+        "no difference (the seed already evaluates in eval mode)",
+    ),
+    "activity": Experiment(
+        "activity",
+        "001",
+        "L1 on layer1_out + L2 norm on layer2_out, SGD 1e-4, 1000 steps on one model",
+        "re-create the model and optimizer every step, as the seed does",
+    ),
+    "vgg-norms": Experiment(
+        "vgg_norms",
+        "000",
+        "L1 and sum of per-tensor L2 norms over VGG16's 138M parameters, same weights",
+        "no difference (the seed's sums are reproduced exactly)",
+    ),
+    "mc-dropout": Experiment(
+        "mc_dropout",
+        "001",
+        "TwoLayerNet with dropout: Monte-Carlo averaging of M passes vs weight scaling",
+        "train the seed's model whose F.dropout never turns off",
+    ),
+    "numpy-dropout": Experiment(
+        "numpy_dropout",
+        "000/002",
+        "the seeds' NumPy dropout references vs jaxreg and torch on the same masks",
+        "no difference (the references are the seeds' code)",
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """Command-line options of ``jaxreg run`` / ``jaxreg main`` (see ``jaxreg.cli``).
+
+    Attributes:
+      framework: ``"jax"``, ``"torch"`` or ``"both"``.
+      epochs: epochs (steps for ``activity``) overriding the config's, or None.
+      seed: the PRNG seed of both frameworks.
+      faithful: reproduce the seed's defects (each experiment says which).
+      out: output folder, or None for ``runs/NAME/<timestamp>/``.
+      data_dir: Fashion-MNIST folder, or None for the default.
+      limit_train: use only the first N training examples.
+      limit_test: use only the first N test examples.
+      progress: show tqdm progress bars.
+      config_path: a config file to use instead of ``experiments/<name>.py``.
+      command: the command line, written into report.md.
+    """
+
+    framework: str = "both"
+    epochs: int | None = None
+    seed: int = 0
+    faithful: bool = False
+    out: str | Path | None = None
+    data_dir: str | Path | None = None
+    limit_train: int | None = None
+    limit_test: int | None = None
+    progress: bool = False
+    config_path: str | Path | None = None
+    command: str = ""
+
+    @property
+    def frameworks(self) -> tuple[str, ...]:
+        """The frameworks to run, in table order."""
+        if self.framework == "both":
+            return FRAMEWORKS
+        if self.framework not in FRAMEWORKS:
+            raise ValueError(
+                f"framework={self.framework!r}: allowed values are {(*FRAMEWORKS, 'both')}"
+            )
+        return (self.framework,)
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a run produced: its folder, its result rows and their markdown table."""
+
+    name: str
+    run_dir: Path
+    rows: list[dict[str, Any]]
+    table: str
+
+
+@dataclasses.dataclass
+class Context:
+    """Everything a recipe's ``run(ctx)`` needs: config, options and the recorder."""
+
+    name: str
+    config: dict[str, Any]
+    options: RunOptions
+    recorder: report.RunRecorder
+
+    @property
+    def run_dir(self) -> Path:
+        return self.recorder.run_dir
+
+    @property
+    def frameworks(self) -> tuple[str, ...]:
+        return self.options.frameworks
+
+    def epochs(self, key: str = "epochs") -> int:
+        """``--epochs`` if given, else the config's value under ``key``."""
+        return int(self.options.epochs or self.config[key])
+
+    def progress(self, total: int, desc: str):
+        """A tqdm bar, disabled unless ``options.progress`` (a terminal)."""
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, leave=False, disable=not self.options.progress)
+
+    def result(self, **row: Any) -> dict[str, Any]:
+        """Records a results row (see ``report.RESULT_COLUMNS``)."""
+        return self.recorder.add_result(**row)
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a recipe returns besides its rows: plots to embed and notes for report.md."""
+
+    plots: list[Path] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+def describe_experiments() -> str:
+    """The text of ``jaxreg list``: name, seeds, what it shows, what --faithful changes."""
+    lines = []
+    for name, exp in EXPERIMENTS.items():
+        lines.append(f"{name:<14} seed {exp.seeds:<8} {exp.summary}")
+        lines.append(f"{'':<14} --faithful: {exp.faithful}")
+        lines.append(f"{'':<14} config: experiments/{exp.module}.py")
+    return "\n".join(lines)
+
+
+def _check_name(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        raise ValueError(f"experiment {name!r} is unknown; allowed: {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[name]
+
+
+def load_config(name: str, path: str | Path | None = None) -> dict[str, Any]:
+    """Loads an experiment config: ``get_config()`` of ``experiments/<module>.py`` or ``path``.
+
+    Args:
+      name: experiment name, e.g. ``"dropout"``.
+      path: a config file to use instead of the default one.
+
+    Returns:
+      The config dict.
+
+    Example:
+      >>> load_config("dropout")["lr"]  # doctest: +SKIP
+      0.5
+    """
+    exp = _check_name(name)
+    path = Path(path) if path is not None else EXPERIMENTS_DIR / f"{exp.module}.py"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"config file {path} not found: run from a jaxreg checkout (experiments/ holds the "
+            "configs) or pass --config FILE"
+        )
+    spec = importlib.util.spec_from_file_location(f"jaxreg_config_{exp.module}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "get_config", None)):
+        raise ValueError(f"config file {path} has no get_config() function")
+    return module.get_config()
+
+
+def _runner(name: str) -> Callable[[Context], Outcome]:
+    exp = _check_name(name)
+    return importlib.import_module(f"jaxreg.recipes.{exp.module}").run
+
+
+def run_experiment(name: str, options: RunOptions, *, out: str | Path | None = None) -> RunResult:
+    """Runs one experiment and writes its run folder.
+
+    Args:
+      name: one of ``EXPERIMENTS``.
+      options: the command-line options.
+      out: output folder overriding ``options.out`` (``run_main`` uses subfolders).
+
+    Returns:
+      A ``RunResult`` (folder, rows, markdown table).
+
+    Example:
+      >>> run_experiment("numpy-dropout", RunOptions(framework="jax"))  # doctest: +SKIP
+    """
+    exp = _check_name(name)
+    config = load_config(name, options.config_path)
+    run_dir = report.make_run_dir(name, out if out is not None else options.out)
+    recorder = report.RunRecorder(run_dir, name)
+    recorder.write_config({"experiment": name, "config": config, "options": options.__dict__})
+    ctx = Context(name, config, options, recorder)
+    start = time.perf_counter()
+    outcome = _runner(name)(ctx)
+    notes = [f"Seed(s) {exp.seeds}: {exp.summary}."]
+    if options.faithful:
+        notes.append(f"--faithful: {exp.faithful}.")
+    notes += outcome.notes
+    notes.append(f"Total wall time {time.perf_counter() - start:.1f} s.")
+    report.write_report(
+        run_dir,
+        f"{name} (seed {exp.seeds})",
+        recorder.rows,
+        plots=outcome.plots,
+        notes=notes,
+        command=options.command,
+    )
+    return RunResult(name, run_dir, recorder.rows, report.format_table(recorder.rows))
+
+
+MAIN_EXPERIMENTS = ("weight-decay", "dropout")
+
+
+def run_main(options: RunOptions) -> RunResult:
+    """``jaxreg main``: weight-decay and dropout on Fashion-MNIST, one side-by-side table.
+
+    Args:
+      options: the command-line options (``config_path`` is ignored).
+
+    Returns:
+      A ``RunResult`` whose folder holds one subfolder per experiment and a combined report.
+
+    Example:
+      >>> run_main(RunOptions())  # doctest: +SKIP
+    """
+    run_dir = report.make_run_dir("main", options.out)
+    options = dataclasses.replace(options, config_path=None)
+    start = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    plots: list[Path] = []
+    for name in MAIN_EXPERIMENTS:
+        result = run_experiment(name, options, out=run_dir / name)
+        rows += result.rows
+        plots += [p.relative_to(run_dir) for p in sorted(result.run_dir.glob("*.png"))]
+    wall = time.perf_counter() - start
+    report.write_json(run_dir / "results.json", rows)
+    report.write_report(
+        run_dir,
+        "jaxreg main: weight decay and dropout on Fashion-MNIST",
+        rows,
+        plots=[],
+        notes=[f"Total wall time {wall:.1f} s."]
+        + [f"![{p}]({p})" for p in plots]
+        + [f"Per-experiment reports: {', '.join(f'{n}/report.md' for n in MAIN_EXPERIMENTS)}."],
+        command=options.command,
+    )
+    table = report.format_table(rows) + f"\n\ntotal wall time {wall:.1f} s"
+    return RunResult("main", run_dir, rows, table)
