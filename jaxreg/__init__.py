@@ -8,6 +8,14 @@ hyperparameters. ``import jaxreg`` never imports torch; the PyTorch side lives i
 __version__ = "0.1.0"
 
 # --- penalties, masks, transforms, optimizers ---
+from jaxreg.masks import path_mask, path_to_str, resolve_mask, weights_only
+from jaxreg.penalties import (
+    activity_penalty,
+    l1_penalty,
+    l2_norm_penalty,
+    l2_penalty,
+    select_activations,
+)
 
 # --- dropout ---
 from jaxreg import nn, numpy_ref
