@@ -28,3 +28,5 @@ from jaxreg.dropout import (
 )
 
 # --- conversion and initialization ---
+from jaxreg import convert, init, models
+from jaxreg.convert import flax_to_torch, torch_to_flax
