@@ -262,15 +262,20 @@ def plot_learning_curves(
     colors = {v: f"C{i % 10}" for i, v in enumerate(variants)}
     for ax, metric in zip(axes[0], metrics, strict=False):
         for (variant, framework), history in histories.items():
-            values = history.get(metric)
-            if not values:
+            # NaN marks an epoch that was not evaluated: plot only the evaluated ones.
+            points = [
+                (i + 1, v)
+                for i, v in enumerate(history.get(metric) or [])
+                if isinstance(v, int | float) and math.isfinite(v)
+            ]
+            if not points:
                 continue
             ax.plot(
-                range(1, len(values) + 1),
-                values,
+                [p[0] for p in points],
+                [p[1] for p in points],
                 _STYLES.get(framework, ":"),
                 color=colors[variant],
-                marker="o",
+                marker="o" if len(points) <= 30 else None,
                 markersize=3,
                 label=f"{variant} ({framework})",
             )

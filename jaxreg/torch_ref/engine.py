@@ -39,6 +39,7 @@ METRICS = (
     "test_loss",
     "test_acc",
     "param_norm",
+    "weight_norm",
     "zero_fraction",
 )
 
@@ -114,10 +115,19 @@ def shuffled_batches(
         yield order[start : start + batch_size]
 
 
-def param_norm(model: torch.nn.Module) -> float:
-    """Global Euclidean norm over all parameters (``jaxreg.engine``'s ``param_norm``)."""
+def param_norm(model: torch.nn.Module, weights_only: bool = False) -> float:
+    """Global Euclidean norm over all parameters (``jaxreg.engine``'s ``param_norm``).
+
+    With ``weights_only=True``, over the matrices and kernels only (ndim >= 2, no biases):
+    ``jaxreg.masks.weights_only``'s selection, the engine's ``weight_norm``.
+    """
     with torch.no_grad():
-        return math.sqrt(sum(float((p.double() ** 2).sum()) for p in model.parameters()))
+        squares = [
+            float((p.double() ** 2).sum())
+            for p in model.parameters()
+            if not weights_only or p.ndim >= 2
+        ]
+    return math.sqrt(sum(squares))
 
 
 def zero_fraction(model: torch.nn.Module) -> float:
@@ -248,6 +258,7 @@ def train_classifier(
             "test_loss": test_loss,
             "test_acc": test_acc,
             "param_norm": param_norm(model),
+            "weight_norm": param_norm(model, weights_only=True),
             "zero_fraction": zero_fraction(model),
             "epoch_time": time.perf_counter() - start_time,
         }
@@ -280,7 +291,8 @@ def train_regression(
       test: ``(x, y)``, shapes (N, 1).
       epochs: full-batch steps (500 in the seed).
       eval_every: evaluate in eval mode after the step of every epoch with
-        ``epoch % eval_every == 0`` (50 in the seed), as the seed does.
+        ``epoch % eval_every == 0`` (50 in the seed), as the seed does, and after the last
+        epoch (as ``jaxreg.engine`` does).
       seed: seeds torch's global RNG (dropout masks).
       progress: optional tqdm-like object, updated per epoch.
 
@@ -292,8 +304,8 @@ def train_regression(
       >>> net = torch.nn.Linear(1, 1)
       >>> opt = torch.optim.Adam(net.parameters(), lr=0.01)
       >>> xy = (np.zeros((4, 1), np.float32), np.zeros((4, 1), np.float32))
-      >>> train_regression(net, opt, xy, xy, epochs=2, eval_every=1, seed=0)["eval_epochs"]
-      [0, 1]
+      >>> train_regression(net, opt, xy, xy, epochs=3, eval_every=2, seed=0)["eval_epochs"]
+      [0, 2]
     """
     torch.manual_seed(seed)
     x, y = to_tensor(train[0], torch.float32), to_tensor(train[1], torch.float32)
@@ -307,7 +319,7 @@ def train_regression(
         loss.backward()
         optimizer.step()
         history["train_loss"].append(float(loss))
-        if epoch % eval_every == 0:
+        if epoch % eval_every == 0 or epoch == epochs - 1:
             model.eval()
             with torch.no_grad():
                 pred = model(tx)
