@@ -16,6 +16,12 @@ from jaxreg.penalties import (
     l2_penalty,
     select_activations,
 )
+from jaxreg.transforms import (
+    add_l1,
+    coupled_weight_decay,
+    decoupled_weight_decay,
+    l1_prox,
+)
 
 # --- dropout ---
 from jaxreg import nn, numpy_ref
