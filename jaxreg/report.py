@@ -48,7 +48,10 @@ RESULT_COLUMNS = (
     "wall_s",
     "compile_s",
     "seed_figure",
+    "detail",
 )
+# Shown only when some row fills it.
+_OPTIONAL_COLUMNS = ("detail",)
 _HEADERS = {
     "experiment": "experiment",
     "variant": "variant",
@@ -59,6 +62,7 @@ _HEADERS = {
     "wall_s": "wall s",
     "compile_s": "compile s",
     "seed_figure": "seed reports",
+    "detail": "detail",
 }
 
 _STYLES = {"jax": "-", "torch": "--"}
@@ -199,12 +203,13 @@ def _fmt(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
-def format_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] = RESULT_COLUMNS) -> str:
+def format_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
     """Formats result rows as a GitHub markdown table (floats to 4 decimals, huge ones in %g).
 
     Args:
       rows: result rows (dicts keyed by ``RESULT_COLUMNS``).
-      columns: the columns to show, in order.
+      columns: the columns to show, in order; default ``RESULT_COLUMNS`` (``detail`` only when
+        a row has one).
 
     Returns:
       The table, one line per row, ending without a newline.
@@ -215,6 +220,13 @@ def format_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] = RES
       |---|---|
       | a | 0.5000 |
     """
+    rows = list(rows)
+    if columns is None:
+        columns = [
+            c
+            for c in RESULT_COLUMNS
+            if c not in _OPTIONAL_COLUMNS or any(row.get(c) not in (None, "") for row in rows)
+        ]
     lines = [
         "| " + " | ".join(_HEADERS.get(c, c) for c in columns) + " |",
         "|" + "---|" * len(columns),

@@ -74,9 +74,12 @@ def test_format_table():
     ]
     table = report.format_table(rows).splitlines()
     assert table[0].startswith("| experiment | variant | framework | metric | final train |")
-    assert table[1] == "|" + "---|" * len(report.RESULT_COLUMNS)
+    assert table[1] == "|" + "---|" * (len(report.RESULT_COLUMNS) - 1)
+    assert "detail" not in table[0]
     assert "| 0.8123 |" in table[2] and "| 12.0000 |" in table[2]
     assert "1.38e+08" in table[3] and "a\\|b" in table[3]
+    rows[1]["detail"] = "rel. err 1e-7"
+    assert report.format_table(rows).splitlines()[0].endswith("| detail |")
 
 
 def test_plots_are_pngs(tmp_path):
