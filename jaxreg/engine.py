@@ -24,7 +24,7 @@ import dataclasses
 import inspect
 import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -270,7 +270,11 @@ def _example_loss(kind: str, out: jax.Array, y: jax.Array) -> tuple[jax.Array, j
 def _global_norm(tree: Any, mask: Any = None) -> jax.Array:
     leaves = jax.tree.leaves(tree)
     flags = jax.tree.leaves(mask) if mask is not None else [True] * len(leaves)
-    terms = [jnp.sum(jnp.square(leaf.astype(jnp.float32))) for leaf, f in zip(leaves, flags) if f]
+    terms = [
+        jnp.sum(jnp.square(leaf.astype(jnp.float32)))
+        for leaf, f in zip(leaves, flags, strict=True)
+        if f
+    ]
     return jnp.sqrt(sum(terms)) if terms else jnp.float32(0.0)
 
 

@@ -200,3 +200,14 @@ def test_no_torch_import():
 
     code = "import sys, jaxreg.data; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})
+
+
+def test_synthetic_classification():
+    a = data.synthetic_classification(100, 30, num_features=12, validation=10, seed=3)
+    b = data.synthetic_classification(100, 30, num_features=12, validation=10, seed=3)
+    assert a.x_train.shape == (100, 12) and a.x_val.shape == (10, 12)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    assert a.x_train.min() >= 0 and a.x_train.max() <= 1
+    assert set(np.unique(a.y_train)) == set(range(10))
+    with pytest.raises(ValueError, match="num_classes"):
+        data.synthetic_classification(num_classes=1)
