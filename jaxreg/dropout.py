@@ -27,6 +27,7 @@ The PyTorch traps this module makes explicit:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -206,13 +207,31 @@ def dropout_with_mask(
             f"keep_mask must be a bool array (True = kept), got dtype {keep_mask.dtype}; "
             f"recover a torch mask as `y != 0`."
         )
+    try:
+        fits = jnp.broadcast_shapes(keep_mask.shape, x.shape) == x.shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"keep_mask of shape {keep_mask.shape} does not broadcast to x's shape {x.shape}."
+        )
+    return _apply_keep_mask(x, keep_mask, _keep_probability(rate, concrete), formula)
+
+
+@functools.partial(jax.jit, static_argnames="formula")
+def _apply_keep_mask(x: jax.Array, keep_mask: jax.Array, keep: Any, formula: str) -> jax.Array:
+    # One compiled kernel instead of a dispatch per operation; `keep` is an argument, so new
+    # rates reuse it.
     compute = _compute_dtype(x.dtype)
-    keep = jnp.asarray(_keep_probability(rate, concrete)).astype(compute)
+    keep = jnp.asarray(keep).astype(compute)
     positive = keep > 0
     # The double where keeps rate == 1 free of 1/0 in the value and of NaN in any gradient.
     safe_keep = jnp.where(positive, keep, jnp.ones_like(keep))
     if formula == "d2l":
-        kept = (x.astype(compute) / safe_keep).astype(x.dtype)
+        # XLA rewrites `x / scalar` into `x * (1 / scalar)`; dividing by a full-shape operand
+        # hidden behind a barrier keeps the true (correctly rounded) division d2l performs.
+        divisor = jax.lax.optimization_barrier(jnp.broadcast_to(safe_keep, x.shape))
+        kept = (x.astype(compute) / divisor).astype(x.dtype)
         return jnp.where(keep_mask & positive, kept, jnp.zeros_like(x))
     scale = jnp.where(positive, 1 / safe_keep, jnp.zeros_like(keep)).astype(x.dtype)
     noise = jnp.where(keep_mask, scale, jnp.zeros_like(scale))

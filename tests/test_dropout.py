@@ -1,0 +1,420 @@
+"""Tests of jaxreg.dropout: invariants, statistics, edge rates, traced rates, errors, replay."""
+
+import math
+
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+import jaxreg
+from jaxreg.dropout import (
+    dropout,
+    dropout_mask,
+    dropout_with_mask,
+    mc_dropout_predict,
+    vanilla_dropout,
+)
+
+KEY = jax.random.key(0)
+
+
+def _no_zeros(shape, seed=0, dtype=jnp.float32):
+    # Inputs without zeros let a test read the mask back as `y != 0`.
+    x = jax.random.normal(jax.random.key(seed), shape, dtype)
+    return jnp.where(x >= 0, x + 0.5, x - 0.5)
+
+
+def test_public_names_exported():
+    for name in ("dropout", "dropout_mask", "dropout_with_mask", "vanilla_dropout"):
+        assert getattr(jaxreg, name) is globals()[name]
+    assert jaxreg.mc_dropout_predict is mc_dropout_predict
+    assert jaxreg.nn.Dropout is not None and jaxreg.numpy_ref.NumpyDropout is not None
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.75, 0.875])
+def test_invariant_zero_or_divided_by_keep(rate):
+    # Dyadic keep probabilities: x * (1 / keep) == x / keep exactly, so the Equinox invariant
+    # holds with ==.
+    x = _no_zeros((64, 33))
+    keep = 1.0 - rate
+    y = dropout(x, rate, key=KEY)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert bool(jnp.all((y == 0) | (y == x / keep)))
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.3, 0.7])
+def test_invariant_torch_scale(rate):
+    x = _no_zeros((64, 33))
+    scale = np.float32(1) / np.float32(1.0 - rate)
+    y = np.asarray(dropout(x, rate, key=KEY))
+    kept = y != 0
+    np.testing.assert_array_equal(y[kept], np.asarray(x)[kept] * scale)
+    np.testing.assert_allclose(y[kept], np.asarray(x)[kept] / (1.0 - rate), rtol=2e-7)
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.2, 0.5, 0.9, 0.99])
+def test_kept_fraction_within_5_sigma(rate):
+    n = 200_000
+    y = dropout(jnp.ones(n), rate, key=jax.random.key(7))
+    keep = 1.0 - rate
+    frac = float(jnp.mean(y != 0))
+    assert abs(frac - keep) <= 5 * math.sqrt(keep * (1 - keep) / n)
+
+
+def test_unbiased_in_expectation():
+    n = 200_000
+    y = dropout(jnp.ones(n), 0.3, key=jax.random.key(3))
+    # Var of one output is rate / keep for x = 1.
+    assert abs(float(y.mean()) - 1.0) <= 5 * math.sqrt(0.3 / 0.7 / n)
+
+
+def test_rate_zero_returns_x_exactly():
+    x = jnp.array([1.5, -0.0, jnp.inf, -3.0])
+    assert dropout(x, 0.0, key=KEY) is x
+    # No key is needed when nothing is dropped, as in flax and Equinox.
+    assert dropout(x, 0.0) is x
+    traced = jax.jit(lambda x, r: dropout(x, r, key=KEY))(x, 0.0)
+    np.testing.assert_array_equal(np.asarray(traced), np.asarray(x))
+    assert np.signbit(np.asarray(traced)[1])
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_rate_one_zeros_and_zero_finite_gradient(jit):
+    x = _no_zeros((5, 7))
+
+    def f(x, r):
+        return jnp.sum(dropout(x, r, key=KEY) * 3.0)
+
+    if jit:
+        f = jax.jit(f)
+    y = dropout(x, 1.0, key=KEY)
+    np.testing.assert_array_equal(np.asarray(y), np.zeros((5, 7), np.float32))
+    gx, gr = jax.grad(f, argnums=(0, 1))(x, jnp.float32(1.0))
+    assert bool(jnp.all(gx == 0)) and bool(jnp.isfinite(gr))
+    gx = jax.grad(lambda x: f(x, 1.0))(x)
+    assert bool(jnp.all(gx == 0))
+
+
+def test_gradient_is_the_scaled_mask():
+    x = _no_zeros((40,))
+    y, vjp = jax.vjp(lambda x: dropout(x, 0.3, key=KEY), x)
+    (gx,) = vjp(jnp.ones_like(x))
+    mask = y != 0
+    np.testing.assert_array_equal(
+        np.asarray(gx), np.where(mask, np.float32(1) / np.float32(0.7), 0).astype(np.float32)
+    )
+
+
+def test_deterministic_returns_x():
+    x = _no_zeros((3, 4))
+    assert dropout(x, 0.5, deterministic=True) is x
+    assert dropout(x, 0.5, key=KEY, deterministic=True) is x
+    np.testing.assert_array_equal(vanilla_dropout(x, 0.25, deterministic=True), x * 0.25)
+
+
+def test_broadcast_dims_all_or_nothing():
+    x = _no_zeros((6, 50, 7))
+    y = dropout(x, 0.5, key=KEY, broadcast_dims=(1,))
+    kept = np.asarray(y != 0)
+    # Along axis 1 every slice is entirely kept or entirely dropped.
+    assert np.all(kept.all(axis=1) | (~kept).all(axis=1))
+    assert 0 < kept.mean() < 1
+    m = dropout_mask(KEY, 0.5, (4, 5, 6), broadcast_dims=(-1, 0))
+    assert m.dtype == jnp.bool_ and m.shape == (4, 5, 6)
+    assert bool(jnp.all(m == m[:1, :, :1]))
+
+
+def test_keys_control_the_mask():
+    x = _no_zeros((256,))
+    a = dropout(x, 0.5, key=jax.random.key(1))
+    b = dropout(x, 0.5, key=jax.random.key(1))
+    c = dropout(x, 0.5, key=jax.random.key(2))
+    np.testing.assert_array_equal(a, b)
+    assert bool(jnp.any((a != 0) != (c != 0)))
+    legacy = dropout(x, 0.5, key=jax.random.PRNGKey(1))
+    assert legacy.shape == x.shape
+
+
+def test_dropout_equals_mask_then_replay():
+    x = _no_zeros((30, 3))
+    key = jax.random.key(11)
+    mask = dropout_mask(key, 0.4, x.shape)
+    np.testing.assert_array_equal(dropout(x, 0.4, key=key), dropout_with_mask(x, mask, 0.4))
+
+
+def test_jit_equals_no_jit():
+    x = _no_zeros((17, 9))
+    eager = dropout(x, 0.3, key=KEY, broadcast_dims=(0,))
+    jitted = jax.jit(lambda x, k: dropout(x, 0.3, key=k, broadcast_dims=(0,)))(x, KEY)
+    np.testing.assert_array_equal(eager, jitted)
+    traced_a = jax.jit(lambda x, k, r: dropout(x, r, key=k))(x, KEY, 0.5)
+    np.testing.assert_array_equal(traced_a, dropout(x, 0.5, key=KEY))
+
+
+def test_traced_rate_does_not_recompile():
+    traces = []
+
+    @jax.jit
+    def step(x, key, rate):
+        traces.append(1)
+        return dropout(x, rate, key=key)
+
+    x = _no_zeros((100,))
+    fractions = []
+    for rate in (0.1, 0.5, 0.9, 0.0, 1.0):
+        y = step(x, KEY, jnp.float32(rate))
+        fractions.append(float(jnp.mean(y != 0)))
+    assert len(traces) == 1
+    assert fractions[3] == 1.0 and fractions[4] == 0.0
+    assert fractions[0] > fractions[1] > fractions[2]
+
+
+def test_vmap_over_rates_no_recompile():
+    traces = []
+
+    @jax.jit
+    def sweep(x, key, rates):
+        traces.append(1)
+        return jax.vmap(lambda r: dropout(x, r, key=key))(rates)
+
+    x = _no_zeros((20_000,))
+    rates = jnp.array([0.0, 0.2, 0.5, 0.8, 1.0])
+    ys = sweep(x, KEY, rates)
+    sweep(x, KEY, rates[::-1])
+    assert len(traces) == 1
+    single = jax.jit(lambda x, k, r: dropout(x, r, key=k))
+    for i, r in enumerate(rates):
+        np.testing.assert_array_equal(ys[i], single(x, KEY, r))
+        keep = 1.0 - float(r)
+        frac = float(jnp.mean(ys[i] != 0))
+        assert abs(frac - keep) <= 5 * math.sqrt(keep * (1 - keep) / x.size) + 1e-12
+
+
+def test_float64_scoped():
+    with jax.enable_x64(True):
+        x = _no_zeros((50,), dtype=jnp.float64)
+        y = dropout(x, 0.3, key=KEY)
+        assert y.dtype == jnp.float64
+        kept = np.asarray(y != 0)
+        np.testing.assert_array_equal(np.asarray(y)[kept], np.asarray(x)[kept] * (1 / 0.7))
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_reduced_precision_keeps_dtype(dtype):
+    x = _no_zeros((64,), dtype=dtype)
+    y = dropout(x, 0.3, key=KEY)
+    assert y.dtype == dtype
+    kept = y != 0
+    assert bool(jnp.all(jnp.where(kept, y, 0) == jnp.where(kept, x * dtype(1 / 0.7), 0)))
+
+
+@jax.jit
+def _sum_grad(x, key, rate):
+    return jax.grad(lambda x: jnp.sum(dropout(x, rate, key=key)))(x)
+
+
+# A few fixed shapes: each new shape costs a compilation, the values are what varies.
+SHAPES = [(1,), (7,), (3, 4), (2, 3, 5)]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    shape=st.sampled_from(SHAPES),
+    rate=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_property_invariant_and_grad(shape, rate, seed):
+    x = _no_zeros(shape, seed=SHAPES.index(shape))
+    key = jax.random.key(seed)
+    y = dropout(x, rate, key=key)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    keep = np.float32(1.0 - rate)
+    scale = np.float32(1) / keep if keep > 0 else np.float32(0)
+    yn, xn = np.asarray(y), np.asarray(x)
+    assert np.all((yn == 0) | (yn == xn * scale))
+    assert np.all(np.isfinite(yn))
+    # A traced float32 rate computes 1 - rate in float32, not in double as a Python float does:
+    # the documented last-bit difference from torch's double-precision `1 - p`.
+    keep32 = np.float32(1) - np.float32(rate)
+    scale32 = np.float32(1) / keep32 if keep32 > 0 else np.float32(0)
+    g = _sum_grad(x, key, rate)
+    np.testing.assert_array_equal(np.asarray(g), np.where(yn != 0, scale32, 0).astype(np.float32))
+
+
+@settings(max_examples=30, deadline=None)
+@given(keep_prob=st.floats(0.0, 1.0), seed=st.integers(0, 2**31 - 1))
+def test_property_vanilla(keep_prob, seed):
+    x = _no_zeros((8, 5), seed=1)
+    y = np.asarray(vanilla_dropout(x, keep_prob, key=jax.random.key(seed)))
+    xn = np.asarray(x)
+    assert np.all((y == 0) | (y == xn))
+    np.testing.assert_array_equal(
+        vanilla_dropout(x, keep_prob, deterministic=True), xn * np.float32(keep_prob)
+    )
+
+
+def test_vanilla_statistics_and_traced_keep_prob():
+    n = 200_000
+    y = vanilla_dropout(jnp.ones(n), 0.3, key=jax.random.key(5))
+    assert abs(float(y.mean()) - 0.3) <= 5 * math.sqrt(0.3 * 0.7 / n)
+    f = jax.jit(lambda x, k, p: vanilla_dropout(x, p, key=k))
+    np.testing.assert_array_equal(f(jnp.ones(n), jax.random.key(5), 0.3), y)
+    g = jax.grad(lambda x: jnp.sum(vanilla_dropout(x, 0.3, key=jax.random.key(5))))(jnp.ones(n))
+    np.testing.assert_array_equal(g, y)
+
+
+def test_d2l_formula_is_true_division():
+    x = _no_zeros((400,))
+    mask = dropout_mask(KEY, 0.3, x.shape)
+    y = np.asarray(dropout_with_mask(x, mask, 0.3, formula="d2l"))
+    xn, m = np.asarray(x), np.asarray(mask)
+    np.testing.assert_array_equal(y, np.where(m, xn / np.float32(0.7), 0).astype(np.float32))
+    ones = dropout_with_mask(x, jnp.zeros(x.shape, bool), 1.0, formula="d2l")
+    assert bool(jnp.all(ones == 0))
+
+
+def test_mc_dropout_predict_matches_a_loop():
+    x = _no_zeros((4, 3))
+
+    def apply_fn(x, key):
+        return {"y": dropout(x, 0.5, key=key), "s": jnp.sum(dropout(x, 0.2, key=key))}
+
+    key = jax.random.key(9)
+    mean, var = mc_dropout_predict(apply_fn, x, key=key, num_samples=6)
+    samples = [apply_fn(x, k) for k in jax.random.split(key, 6)]
+    stacked = np.stack([np.asarray(s["y"]) for s in samples])
+    np.testing.assert_allclose(mean["y"], stacked.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(var["y"], stacked.var(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mean["s"], np.mean([float(s["s"]) for s in samples]), rtol=1e-5)
+    m1, v1 = mc_dropout_predict(apply_fn, x, key=key, num_samples=1)
+    assert bool(jnp.all(v1["y"] == 0))
+
+
+def test_mc_dropout_predict_is_unbiased():
+    x = jnp.full((3,), 2.0)
+    mean, var = mc_dropout_predict(
+        lambda x, k: dropout(x, 0.5, key=k), x, key=jax.random.key(1), num_samples=4000
+    )
+    # One pass is 0 or 4 with equal odds: mean 2, variance 4.
+    np.testing.assert_allclose(mean, 2.0, atol=5 * 2 / math.sqrt(4000))
+    np.testing.assert_allclose(var, 4.0, rtol=0.1)
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5, float("nan"), float("inf")])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda r: dropout(jnp.ones(3), r, key=KEY),
+        lambda r: dropout(jnp.ones(3), r, deterministic=True),
+        lambda r: dropout_mask(KEY, r, (3,)),
+        lambda r: dropout_with_mask(jnp.ones(3), jnp.ones(3, bool), r),
+        lambda r: dropout(jnp.ones(3), jnp.float32(r), key=KEY),
+    ],
+)
+def test_bad_rate_raises_naming_the_value(call, rate):
+    with pytest.raises(ValueError, match=r"rate must be in \[0, 1\], got (-0\.1|1\.5|nan|inf)"):
+        call(rate)
+
+
+@pytest.mark.parametrize("keep_prob", [-0.1, 1.5, float("nan")])
+def test_bad_keep_prob_raises(keep_prob):
+    with pytest.raises(ValueError, match="keep_prob must be in"):
+        vanilla_dropout(jnp.ones(3), keep_prob, key=KEY)
+
+
+def test_other_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="key is None"):
+        dropout(jnp.ones(3), 0.5)
+    with pytest.raises(ValueError, match="key is None"):
+        vanilla_dropout(jnp.ones(3), 0.5)
+    with pytest.raises(ValueError, match="scalar probability"):
+        dropout(jnp.ones(3), jnp.array([0.1, 0.2]), key=KEY)
+    with pytest.raises(ValueError, match="keep_mask must be a bool"):
+        dropout_with_mask(jnp.ones(3), jnp.ones(3), 0.5)
+    with pytest.raises(ValueError, match="floating-point"):
+        dropout(jnp.ones(3, jnp.int32), 0.5, key=KEY)
+    with pytest.raises(ValueError, match="broadcast_dims"):
+        dropout(jnp.ones((2, 3)), 0.5, key=KEY, broadcast_dims=(2,))
+    with pytest.raises(ValueError, match="formula"):
+        dropout_with_mask(jnp.ones(3), jnp.ones(3, bool), 0.5, formula="keras")
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="num_samples"):
+            mc_dropout_predict(lambda x, k: x, jnp.ones(2), key=KEY, num_samples=bad)
+    with pytest.raises(ValueError, match="key is None"):
+        mc_dropout_predict(lambda x, k: x, jnp.ones(2), key=None, num_samples=2)
+
+
+# --- PyTorch replay: the mask read back from torch's output gives bit-identical numbers ---
+
+RATES = [0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.123456789, 0.9, 1.0]
+
+
+def _torch_replay(torch, x_np, torch_dtype, rate, seed):
+    torch.manual_seed(seed)
+    xt = torch.tensor(x_np, dtype=torch_dtype, requires_grad=True)
+    yt = torch.nn.functional.dropout(xt, p=rate, training=True)
+    g_out = torch.linspace(-2, 3, yt.numel(), dtype=torch_dtype).reshape(yt.shape)
+    yt.backward(g_out)
+    return yt.detach(), xt.grad, g_out
+
+
+@pytest.mark.parametrize("rate", RATES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torch_replay_bit_identical(rate, dtype):
+    torch = pytest.importorskip("torch")
+    torch_dtype = getattr(torch, dtype)
+    x_np = np.asarray(_no_zeros((37, 29), seed=4), np.float64)
+    yt, gt, g_out = _torch_replay(torch, x_np, torch_dtype, rate, seed=123)
+    with jax.enable_x64(dtype == "float64"):
+        x = jnp.asarray(x_np, dtype)
+        mask = jnp.asarray(yt.numpy() != 0)
+        y, vjp = jax.vjp(lambda x: dropout_with_mask(x, mask, rate), x)
+        (g,) = vjp(jnp.asarray(g_out.numpy()))
+        assert y.dtype == jnp.dtype(dtype)
+        assert np.array_equal(np.asarray(y), yt.numpy()), f"{dtype} rate={rate}: output differs"
+        assert np.array_equal(np.asarray(g), gt.numpy()), f"{dtype} rate={rate}: grad differs"
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.3, 0.5, 0.123456789])
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_torch_replay_reduced_precision(rate, dtype):
+    torch = pytest.importorskip("torch")
+    x_np = np.asarray(_no_zeros((64, 16), seed=5), np.float32)
+    torch.manual_seed(1)
+    xt = torch.tensor(x_np).to(getattr(torch, dtype))
+    yt = torch.nn.functional.dropout(xt, p=rate, training=True)
+    x = jnp.asarray(xt.float().numpy()).astype(dtype)
+    y = dropout_with_mask(x, jnp.asarray((yt != 0).numpy()), rate)
+    assert np.array_equal(np.asarray(y.astype(jnp.float32)), yt.float().numpy())
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.5, 0.123456789, 1.0, 0.0])
+def test_torch_d2l_dropout_layer_replay(rate):
+    torch = pytest.importorskip("torch")
+
+    def dropout_layer(X, dropout):  # seeds 003/004, verbatim
+        assert 0 <= dropout <= 1
+        if dropout == 1:
+            return torch.zeros_like(X)
+        if dropout == 0:
+            return X
+        mask = (torch.rand(X.shape) > dropout).float()
+        return mask * X / (1.0 - dropout)
+
+    x_np = np.asarray(_no_zeros((50, 20), seed=6), np.float32)
+    torch.manual_seed(0)
+    xt = torch.tensor(x_np, requires_grad=True)
+    yt = dropout_layer(xt, rate)
+    mask = jnp.asarray(yt.detach().numpy() != 0)
+    y, vjp = jax.vjp(lambda x: dropout_with_mask(x, mask, rate, formula="d2l"), jnp.asarray(x_np))
+    (g,) = vjp(jnp.full(x_np.shape, 1.5, jnp.float32))
+    assert np.array_equal(np.asarray(y), yt.detach().numpy())
+    if rate == 1:
+        # d2l returns a fresh zeros_like(X): torch has no graph, the gradient is zero.
+        assert not yt.requires_grad and bool(jnp.all(g == 0))
+        return
+    yt.backward(torch.ones_like(yt) * 1.5)
+    assert np.array_equal(np.asarray(g), xt.grad.numpy())
