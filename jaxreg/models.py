@@ -81,7 +81,8 @@ class ActivityMLP(nn.Module):
     """Seed 001's ``MLP``: Linear(128,32) ReLU Linear(32,16) ReLU Linear(16,2).
 
     Returns the activations too, because seed 001 penalizes them (L1 on ``layer1_out``, the L2
-    norm on ``layer2_out``). PyTorch equivalent: ``jaxreg.torch_ref.models.ActivityMLP``.
+    norm on ``layer2_out``); they are also sown into ``"intermediates"`` for
+    ``jaxreg.activity_penalty``. PyTorch equivalent: ``jaxreg.torch_ref.models.ActivityMLP``.
 
     Attributes:
         param_dtype: parameter dtype at initialization.
@@ -103,6 +104,9 @@ class ActivityMLP(nn.Module):
         layer1_out = nn.relu(Dense(32, param_dtype=self.param_dtype, name="linear1")(x))
         layer2_out = nn.relu(Dense(16, param_dtype=self.param_dtype, name="linear2")(layer1_out))
         out = Dense(2, param_dtype=self.param_dtype, name="linear3")(layer2_out)
+        # Recorded for jaxreg.activity_penalty when applied with mutable=["intermediates"].
+        self.sow("intermediates", "layer1_out", layer1_out)
+        self.sow("intermediates", "layer2_out", layer2_out)
         return out, layer1_out, layer2_out
 
 
