@@ -7,12 +7,14 @@ times it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from benchmarks import common
 
@@ -77,16 +79,201 @@ def peak(workload: common.Workload, init_path: str, device: str = "auto") -> dic
 def _data(workload: common.Workload):
     from jaxreg.data import load_fashion_mnist
 
-    ds = load_fashion_mnist(
+    return load_fashion_mnist(
         workload.data_dir, train_size=workload.train_size, test_size=workload.test_size
     )
-    return ds
 
 
 def _model():
     from jaxreg.models import DropoutMLP
 
     return DropoutMLP(dropout1=common.DROPOUT[0], dropout2=common.DROPOUT[1], style="scratch")
+
+
+def _make_train(workload: common.Workload, epochs: int, ds=None):
+    """The library's engine for the seed 003 recipe; drop_last keeps every step 256 examples."""
+    from jaxreg.engine import TrainConfig, make_train
+
+    config = TrainConfig(
+        model=_model(),
+        lr=common.LEARNING_RATE,
+        batch_size=common.BATCH_SIZE,
+        epochs=epochs,
+        drop_last=True,
+        # Evaluate after the first and the last epoch only: the timed epochs train, as in torch.
+        eval_every=max(epochs, 1),
+    )
+    return make_train(config, ds if ds is not None else _data(workload))
+
+
+HPARAMS = {"lr": common.LEARNING_RATE, "dropout1": common.DROPOUT[0], "dropout2": common.DROPOUT[1]}
+INIT_KEY = 0
+
+
+def init_params(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
+    """Writes the engine's initial weights (key 0) as torch-named arrays for the torch rows."""
+    from jaxreg.convert import flax_to_torch
+
+    setup()
+    ds = _data(dataclasses.replace(workload, train_size=common.BATCH_SIZE, test_size=16))
+    train = _make_train(workload, 1, ds)
+    state = train.init(jax.random.key(INIT_KEY), HPARAMS)
+    arrays = {k: np.asarray(v) for k, v in flax_to_torch(state.params).items()}
+    np.savez(init_path, **arrays)
+    device0 = jax.devices()[0]
+    gpu = device0.device_kind if jax.default_backend() == "gpu" else None
+    return {"params": {k: list(v.shape) for k, v in arrays.items()}, "machine": {"gpu": gpu}}
+
+
+def _memory(rss: common.PeakRSS) -> dict[str, Any]:
+    stats = jax.devices()[0].memory_stats()
+    if stats and "peak_bytes_in_use" in stats:
+        return {
+            "peak_mem_mb": stats["peak_bytes_in_use"] / 2**20,
+            "mem_method": "jax device memory_stats()['peak_bytes_in_use']",
+        }
+    return {
+        "peak_mem_mb": rss.delta / 2**20,
+        "mem_method": "RSS delta (peak during training minus before; /proc sampled every 10 ms)",
+    }
+
+
+def scan(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
+    """``jaxreg.engine``: each epoch one compiled ``lax.scan`` over its minibatches.
+
+    ``Train.fit`` runs one jitted epoch per call and reads the epoch's metrics back (the sync);
+    an epoch's time is the time between two ``on_epoch`` callbacks. The first epoch holds the
+    compilation (init and epoch functions).
+    """
+    setup()
+    epochs = workload.warmup_epochs + workload.epochs
+    train = _make_train(workload, epochs)
+    marks: list[float] = []
+    with common.PeakRSS() as rss:
+        marks.append(time.perf_counter())
+        result = train.fit(
+            jax.random.key(INIT_KEY),
+            HPARAMS,
+            on_epoch=lambda epoch, metrics: marks.append(time.perf_counter()),
+        )
+    times = np.diff(marks).tolist()
+    warm, timed = times[: workload.warmup_epochs], times[workload.warmup_epochs :]
+    median = common.summarize(timed)["median_s"]
+    return {
+        "epoch": common.summarize(timed),
+        "epoch_times_s": timed,
+        "warmup_times_s": warm,
+        "compile_s": warm[0] - median,
+        "compile_note": "first epoch minus the median epoch (init + epoch compilation)",
+        "steps_per_epoch": train.steps_per_epoch,
+        "samples_per_epoch": train.steps_per_epoch * train.batch_size,
+        "train_loss_last_epoch": float(result.metrics["train_loss"][-1]),
+        "test_acc": float(result.metrics["test_acc"][-1]),
+        "compile_count": train._jit_epoch._cache_size(),
+        "device": str(jax.devices()[0]),
+        "note": (
+            "the last timed epoch also evaluates the test set (a lax.cond); the median is "
+            "unaffected"
+        ),
+        **_memory(rss),
+    }
+
+
+def make_step(model, optimizer, rates, deterministic: bool = False):
+    """One SGD step as the engine's scan body does it, jitted alone for the Python-loop row.
+
+    ``jaxreg.engine`` keeps its step inside the epoch function, so the per-step row needs this
+    small standalone copy of the same computation: gather the batch by index, dropout with key
+    ``fold_in(key, step)``, mean cross-entropy, ``torch_sgd`` update.
+    """
+    import optax
+
+    def step(params, opt_state, x_all, y_all, order, i, key):
+        idx = jax.lax.dynamic_index_in_dim(order, i, keepdims=False)
+        xb, yb = x_all[idx], y_all[idx]
+
+        def loss_fn(p):
+            logits = model.apply(
+                {"params": p},
+                xb,
+                deterministic=deterministic,
+                rates=rates,
+                rngs={"dropout": jax.random.fold_in(key, i)},
+            )
+            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return step
+
+
+def jitted_step(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
+    """A jitted step called from a Python loop: one dispatch per minibatch."""
+    from jaxreg.optim import torch_sgd
+
+    setup()
+    ds = _data(workload)
+    train = _make_train(workload, 1, ds)
+    params = train.init(jax.random.key(INIT_KEY), HPARAMS).params
+    optimizer = torch_sgd(common.LEARNING_RATE)
+    opt_state = optimizer.init(params)
+    rates = tuple(jnp.float32(r) for r in common.DROPOUT)
+    step = jax.jit(make_step(_model(), optimizer, rates), donate_argnums=(0, 1))
+    x_all, y_all = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train.astype(np.int32))
+    n, b = len(ds.x_train), common.BATCH_SIZE
+    steps = common.steps_per_epoch(n)
+
+    @jax.jit
+    def epoch_order(key, epoch):
+        perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+        return perm[: steps * b].reshape(steps, b)
+
+    key = jax.random.key(1)
+    order0 = epoch_order(key, 0)
+    start = time.perf_counter()
+    lowered = step.lower(params, opt_state, x_all, y_all, order0, 0, key)
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - start
+    state = {"params": params, "opt_state": opt_state}
+    losses = []
+
+    def run_epoch(epoch: int) -> None:
+        order = epoch_order(key, epoch)
+        p, o = state["params"], state["opt_state"]
+        total = jnp.float32(0)
+        for i in range(steps):
+            p, o, loss = compiled(p, o, x_all, y_all, order, i, key)
+            total = total + loss
+        jax.block_until_ready((p, total))
+        state["params"], state["opt_state"] = p, o
+        losses.append(float(total) / steps)
+
+    with common.PeakRSS() as rss:
+        warm, timed = common.time_epochs(run_epoch, workload.warmup_epochs, workload.epochs)
+    test_acc = _accuracy(state["params"], ds)
+    return {
+        "epoch": common.summarize(timed),
+        "epoch_times_s": timed,
+        "warmup_times_s": warm,
+        "compile_s": compile_s,
+        "compile_note": "AOT lower + compile of the step",
+        "steps_per_epoch": steps,
+        "samples_per_epoch": steps * b,
+        "train_loss_last_epoch": losses[-1],
+        "test_acc": test_acc,
+        "device": str(jax.devices()[0]),
+        "note": "the step is a standalone copy of the engine's scan body (no step API there)",
+        **_memory(rss),
+    }
+
+
+def _accuracy(params, ds) -> float:
+    logits = jax.jit(lambda p, x: _model().apply({"params": p}, x, deterministic=True))(
+        params, jnp.asarray(ds.x_test)
+    )
+    return float(jnp.mean(jnp.argmax(logits, -1) == jnp.asarray(ds.y_test)))
 
 
 def _scan_time(body, carry, steps: int, repeats: int = 3) -> float:
@@ -101,45 +288,36 @@ def _scan_time(body, carry, steps: int, repeats: int = 3) -> float:
 
 
 def profile(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
-    """Times the parts of one training step, each ``steps`` times inside one compiled scan.
+    """Times the parts of one training step, each run N times inside one compiled scan.
 
-    Parts: the step's nine matmuls alone; a full step without dropout; the real step (dropout
-    0.2 / 0.5); drawing the two dropout masks alone; gathering one minibatch by index. The
-    differences say where an epoch's time goes beyond the matmuls.
+    Parts: the step's nine matmuls alone (forward, and dX, dW of backward, per layer); the step
+    without dropout; the real step (dropout 0.2 / 0.5); the two dropout masks alone; the
+    minibatch gather alone. The differences say where an epoch's time goes beyond the matmuls.
     """
     from jaxreg.optim import torch_sgd
 
     setup()
     ds = _data(workload)
-    model = _model()
     b = common.BATCH_SIZE
-    x_all = jnp.asarray(ds.x_train)
-    y_all = jnp.asarray(ds.y_train)
-    x, y = x_all[:b], y_all[:b]
-    params = model.init(jax.random.key(0), x[:1])
+    x_all, y_all = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train.astype(np.int32))
+    steps = min(100, common.steps_per_epoch(len(ds.x_train)))
+    order = jax.random.permutation(jax.random.key(2), len(ds.x_train))[: steps * b]
+    order = order.reshape(steps, b)
+    train = _make_train(workload, 1, ds)
+    params = train.init(jax.random.key(INIT_KEY), HPARAMS).params
     optimizer = torch_sgd(common.LEARNING_RATE)
-    opt_state = optimizer.init(params)
     rates = tuple(jnp.float32(r) for r in common.DROPOUT)
-    steps = 20 if workload.train_size and workload.train_size < 20_000 else 100
+    key = jax.random.key(3)
 
-    def train_step(carry, i, deterministic):
-        import optax
+    def step_body(deterministic):
+        step = make_step(_model(), optimizer, rates, deterministic=deterministic)
 
-        params, opt_state, key = carry
+        def body(carry, i):
+            p, o = carry
+            p, o, _ = step(p, o, x_all, y_all, order, i, key)
+            return p, o
 
-        def loss_fn(p):
-            logits = model.apply(
-                p,
-                x,
-                deterministic=deterministic,
-                rates=rates,
-                rngs={"dropout": jax.random.fold_in(key, i)},
-            )
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-        grads = jax.grad(loss_fn)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, key
+        return body
 
     shapes = []
     for n_in, n_out in common.LAYERS:
@@ -150,44 +328,34 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
     gemm_flops = sum(2 * m * k * n for m, k, n in shapes)
 
     def gemm_body(c, i):
-        # The scalar carry feeds every operand, so XLA cannot hoist the matmuls out of the loop.
-        total = c
+        # The carried scalar feeds every operand, so XLA cannot hoist the matmuls out of the loop.
         for a, w in operands:
-            total = total + 1e-30 * jnp.sum((a * (1.0 + c)) @ w)
-        return total
+            c = c + 1e-30 * jnp.sum((a * (1.0 + c)) @ w)
+        return c
 
     def mask_body(c, i):
-        k1, k2 = jax.random.split(jax.random.fold_in(jax.random.key(1), i))
-        m1 = jax.random.bernoulli(k1, 1 - rates[0], (b, 256))
-        m2 = jax.random.bernoulli(k2, 1 - rates[1], (b, 256))
+        k1, k2 = jax.random.split(jax.random.fold_in(key, i))
+        m1 = jax.random.bernoulli(k1, 1 - rates[0], (b, common.LAYERS[0][1]))
+        m2 = jax.random.bernoulli(k2, 1 - rates[1], (b, common.LAYERS[1][1]))
         return c + jnp.sum(m1) + jnp.sum(m2)
 
     def gather_body(c, i):
-        perm = jax.random.permutation(jax.random.key(2), x_all.shape[0])
-        idx = jax.lax.dynamic_slice_in_dim(perm, (i * b) % (x_all.shape[0] - b), b)
-        return c + jnp.sum(x_all[idx]) * 1e-30
+        return c + 1e-30 * jnp.sum(x_all[order[i]])
 
-    carry = (params, opt_state, jax.random.key(3))
-    parts = {
+    carry = (params, optimizer.init(params))
+    seconds = {
         "gemms_only": _scan_time(gemm_body, jnp.float32(0), steps),
-        "step_without_dropout": _scan_time(
-            lambda c, i: train_step(c, i, deterministic=True), carry, steps
-        ),
-        "step_with_dropout": _scan_time(
-            lambda c, i: train_step(c, i, deterministic=False), carry, steps
-        ),
+        "step_without_dropout": _scan_time(step_body(True), carry, steps),
+        "step_with_dropout": _scan_time(step_body(False), carry, steps),
         "dropout_masks_only": _scan_time(mask_body, jnp.int32(0), steps),
+        "gather_only": _scan_time(gather_body, jnp.float32(0), steps),
     }
-    # The gather body draws a whole permutation each iteration; its cost is the permutation
-    # (paid once per epoch by the real loop) plus one gather, so it is reported separately.
-    gather_s = _scan_time(gather_body, jnp.float32(0), steps)
-    parts_ms = {k: v * 1e3 for k, v in parts.items()}
+    parts_ms = {k: v * 1e3 for k, v in seconds.items()}
     return {
         "parts_ms": parts_ms,
         "gemm_ms": parts_ms["gemms_only"],
-        "gemm_gflops": gemm_flops / parts["gemms_only"] / 1e9,
-        "step_gflops": common.FLOPS_PER_EXAMPLE * b / parts["step_with_dropout"] / 1e9,
-        "permutation_plus_gather_ms": gather_s * 1e3,
+        "gemm_gflops": gemm_flops / seconds["gemms_only"] / 1e9,
+        "step_gflops": common.FLOPS_PER_EXAMPLE * b / seconds["step_with_dropout"] / 1e9,
         "steps_per_measure": steps,
-        "method": "each part run N times in one jit(lax.scan), best of 3 after AOT compile",
+        "method": f"each part {steps} times in one jit(lax.scan), best of 3 after AOT compile",
     }
