@@ -22,6 +22,7 @@ from jaxreg.transforms import (
     decoupled_weight_decay,
     l1_prox,
 )
+from jaxreg.optim import torch_adam, torch_adamw, torch_sgd
 
 # --- dropout ---
 from jaxreg import nn, numpy_ref
