@@ -1,5 +1,6 @@
 """Tests for jaxreg.cli: parsing, errors that list the allowed values, dispatch."""
 
+import json
 import subprocess
 import sys
 
@@ -100,3 +101,84 @@ def test_cli_and_recipes_import_no_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# End-to-end runs of the experiments that need no Fashion-MNIST (the others are in
+# tests/test_recipes.py): each through cli.main, in both frameworks, checking the files.
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _run(out, name, *extra):
+    pytest.importorskip("torch")
+    assert cli.main(["run", name, "--out", str(out), "--no-progress", *extra]) == 0
+    assert (out / "config.json").is_file()
+    rows = [json.loads(s) for s in (out / "results.jsonl").read_text().splitlines()]
+    report_md = (out / "report.md").read_text()
+    for row in rows:
+        variant = row["variant"].replace("|", "\\|")
+        assert f"| {variant} | {row['framework']} |" in report_md
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == PNG_MAGIC and f"({png.name})" in report_md
+    metrics = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    return {(r["variant"], r["framework"]): r for r in rows}, metrics
+
+
+def test_numpy_dropout_matches_the_references(tmp_path):
+    rows, _ = _run(tmp_path, "numpy-dropout", "--epochs", "2")
+    assert len(rows) == 12
+    for (variant, framework), row in rows.items():
+        # JAX replays the masks bit for bit; torch's matmuls may round differently.
+        limit = 0.0 if framework == "jax" else 1e-12
+        assert row["test"] <= limit, (variant, framework, row["test"])
+
+
+def test_framework_jax_runs_only_jax(tmp_path):
+    assert cli.main(["run", "numpy-dropout", "--framework", "jax", "--out", str(tmp_path)]) == 0
+    rows = [json.loads(s) for s in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert {r["framework"] for r in rows} == {"jax"}
+
+
+def test_vgg_norms_same_weights_same_sums(tmp_path):
+    config = tmp_path / "vgg_tiny.py"
+    config.write_text(
+        "def get_config():\n"
+        '    """jaxreg run vgg-norms --config vgg_tiny.py"""\n'
+        '    return {"model": {"name": "VGG16", "num_classes": 10, "hidden": 32},\n'
+        '            "input_shape": [1, 32, 32, 3], "seed_figure": "none"}\n'
+    )
+    rows, _ = _run(tmp_path / "out", "vgg-norms", "--config", str(config))
+    for label in ("L1 = sum |p|", "L2 = sum ||p||_2"):
+        ref = rows[(label, "numpy float64")]["test"]
+        assert rows[(label, "jax")]["test"] == pytest.approx(ref, rel=1e-6)
+        # torch.norm accumulates float32 sequentially: a looser bound (see the recipe's note).
+        assert rows[(label, "torch")]["test"] == pytest.approx(ref, rel=1e-3)
+
+
+def test_activity_same_weights_same_losses(tmp_path):
+    rows, metrics = _run(tmp_path, "activity", "--epochs", "20")
+    jax_losses = [m["train_objective"] for m in metrics if m["framework"] == "jax"]
+    torch_losses = [m["train_objective"] for m in metrics if m["framework"] == "torch"]
+    assert len(jax_losses) == len(torch_losses) == 20
+    # Same initial weights, same batches, deterministic: the two frameworks agree step by step.
+    assert jax_losses == pytest.approx(torch_losses, rel=1e-5)
+    assert (tmp_path / "loss_per_step.png").is_file()
+
+
+def test_activity_faithful_relearns_nothing(tmp_path):
+    rows, metrics = _run(tmp_path, "activity", "--epochs", "5", "--faithful", "--framework", "jax")
+    assert list(rows) == [("model per step (seed)", "jax")]
+    assert len(metrics) == 5
+
+
+def test_overfit_fit_curves(tmp_path):
+    rows, metrics = _run(tmp_path, "overfit", "--epochs", "3")
+    assert set(rows) == {(v, f) for v in ("overfitting", "dropout") for f in ("jax", "torch")}
+    fits = json.loads((tmp_path / "fits.json").read_text())
+    assert set(fits) == {f"{v} ({f})" for v in ("overfitting", "dropout") for f in ("jax", "torch")}
+    for fit in fits.values():
+        assert fit["epochs"] == [0, 2] and len(fit["pred"][0]) == 20
+    assert (tmp_path / "fit_curves.png").is_file()
+    # Without dropout both frameworks run the same deterministic full-batch Adam steps.
+    ofit_jax, ofit_torch = rows[("overfitting", "jax")], rows[("overfitting", "torch")]
+    assert ofit_jax["test"] == pytest.approx(ofit_torch["test"], rel=1e-4)

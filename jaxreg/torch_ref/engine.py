@@ -246,8 +246,8 @@ def train_classifier(
             optimizer.zero_grad()
             objective.backward()
             optimizer.step()
-            loss_sum += float(loss) * len(index)
-            objective_sum += float(objective) * len(index)
+            loss_sum += loss.item() * len(index)
+            objective_sum += objective.item() * len(index)
             correct += int((out.argmax(dim=1) == yb).sum())
             seen += len(index)
         test_loss, test_acc = evaluate(model, x_test, y_test, dropout_active=eval_dropout)
@@ -318,7 +318,7 @@ def train_regression(
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        history["train_loss"].append(float(loss))
+        history["train_loss"].append(loss.item())
         if epoch % eval_every == 0 or epoch == epochs - 1:
             model.eval()
             with torch.no_grad():
@@ -391,7 +391,7 @@ def train_activity(
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if progress is not None:
             progress.update(1)
     return losses
