@@ -182,3 +182,10 @@ def test_overfit_fit_curves(tmp_path):
     # Without dropout both frameworks run the same deterministic full-batch Adam steps.
     ofit_jax, ofit_torch = rows[("overfitting", "jax")], rows[("overfitting", "torch")]
     assert ofit_jax["test"] == pytest.approx(ofit_torch["test"], rel=1e-4)
+
+
+def test_sweep_is_handed_to_the_sweep_hook(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["sweep", "--help"])
+    assert exc.value.code == 0
+    assert "jaxreg sweep" in capsys.readouterr().out
