@@ -107,8 +107,9 @@ class TrainConfig:
         ``evaluate_accuracy`` never called ``net.eval()``).
       track_activation_variance: also report ``act_var`` (eval mode) and ``act_var_train``
         (dropout on), each ``[epochs, hidden layers]``: per hidden layer, the mean over units of
-        the across-example variance of ``relu(Dense output)`` on the first ``probe_size`` test
-        examples (seed 004's exercise).
+        the across-example variance of ``relu(Dense output)`` (the layer's output before its own
+        dropout; in train mode it reflects the dropout of the layers below) on the first
+        ``probe_size`` test examples (seed 004's exercise).
       probe_size: examples used for ``act_var``.
     """
 
