@@ -26,12 +26,16 @@ from jaxreg.dropout import _check_probability, dropout, vanilla_dropout
 __all__ = ["Dropout", "VanillaDropout"]
 
 
-def _rng_key(module: nn.Module, collection: str) -> jax.Array:
-    if not module.has_rng(collection):
+def _rng_key(module: nn.Module, collection: str, rng: Any) -> Any:
+    if rng is not None:
+        return rng
+    # Flax's make_rng falls back to the "params" stream (e.g. `init(key, ...)`); only when
+    # neither stream exists is there no key to draw.
+    if not (module.has_rng(collection) or module.has_rng("params")):
         raise ValueError(
             f"{type(module).__name__} in training mode (deterministic=False) needs a PRNG key in "
             f"the {collection!r} collection: pass rngs={{{collection!r}: key}} to apply/init, "
-            f"or deterministic=True for evaluation."
+            f"rng=key at call time, or deterministic=True for evaluation."
         )
     return module.make_rng(collection)
 
@@ -68,7 +72,11 @@ class Dropout(nn.Module):
 
     @nn.compact
     def __call__(
-        self, x: jax.Array, deterministic: bool | None = None, rate: Any = None
+        self,
+        x: jax.Array,
+        deterministic: bool | None = None,
+        rate: Any = None,
+        rng: Any = None,
     ) -> jax.Array:
         """Applies dropout.
 
@@ -76,6 +84,7 @@ class Dropout(nn.Module):
             x: floating-point input.
             deterministic: evaluation mode if True; exactly one of this and the attribute.
             rate: drop probability overriding the attribute; may be a traced scalar.
+            rng: explicit PRNG key; by default one is drawn from ``rng_collection``.
 
         Returns:
             An array like ``x``.
@@ -92,7 +101,7 @@ class Dropout(nn.Module):
         # layer does not shift the keys of the layers after it.
         if deterministic or concrete == 0.0:
             return x
-        key = _rng_key(self, self.rng_collection)
+        key = _rng_key(self, self.rng_collection, rng)
         return dropout(x, rate, key=key, broadcast_dims=self.broadcast_dims)
 
 
@@ -121,7 +130,11 @@ class VanillaDropout(nn.Module):
 
     @nn.compact
     def __call__(
-        self, x: jax.Array, deterministic: bool | None = None, keep_prob: Any = None
+        self,
+        x: jax.Array,
+        deterministic: bool | None = None,
+        keep_prob: Any = None,
+        rng: Any = None,
     ) -> jax.Array:
         """Applies vanilla dropout.
 
@@ -129,6 +142,7 @@ class VanillaDropout(nn.Module):
             x: floating-point input.
             deterministic: evaluation mode if True; exactly one of this and the attribute.
             keep_prob: keep probability overriding the attribute; may be a traced scalar.
+            rng: explicit PRNG key; by default one is drawn from ``rng_collection``.
 
         Returns:
             An array like ``x``.
@@ -141,5 +155,5 @@ class VanillaDropout(nn.Module):
         _check_probability(keep_prob, "keep_prob")
         if deterministic:
             return vanilla_dropout(x, keep_prob, deterministic=True)
-        key = _rng_key(self, self.rng_collection)
+        key = _rng_key(self, self.rng_collection, rng)
         return vanilla_dropout(x, keep_prob, key=key, broadcast_dims=self.broadcast_dims)

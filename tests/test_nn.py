@@ -95,6 +95,24 @@ def test_bad_inputs_raise_clear_errors():
             VanillaDropout(bad).apply({}, X, deterministic=True)
 
 
+def test_init_with_one_key_and_explicit_rng_like_flax():
+    class M(nn.Module):
+        layer: type
+
+        @nn.compact
+        def __call__(self, x):
+            return self.layer(0.5)(nn.Dense(3)(x), deterministic=False)
+
+    # Flax falls back to the "params" stream when "dropout" is absent: same key, same result.
+    ours = M(Dropout).init_with_output(jax.random.key(0), X)
+    flax = M(nn.Dropout).init_with_output(jax.random.key(0), X)
+    np.testing.assert_array_equal(np.asarray(ours[0]) != 0, np.asarray(flax[0]) != 0)
+    key = jax.random.key(8)
+    np.testing.assert_array_equal(
+        Dropout(0.5).apply({}, X, deterministic=False, rng=key), jaxreg.dropout(X, 0.5, key=key)
+    )
+
+
 def test_custom_rng_collection():
     y = Dropout(0.5, rng_collection="noise").apply(
         {}, X, deterministic=False, rngs={"noise": jax.random.key(0)}
