@@ -276,15 +276,22 @@ def _accuracy(params, ds) -> float:
     return float(jnp.mean(jnp.argmax(logits, -1) == jnp.asarray(ds.y_test)))
 
 
-def _scan_time(body, carry, steps: int, repeats: int = 3) -> float:
-    """Seconds per iteration of ``body`` run ``steps`` times inside one compiled ``lax.scan``."""
+def _scan_time(body, carry, operands, steps: int, repeats: int = 3) -> float:
+    """Seconds per iteration of ``body(carry, i, operands)`` run ``steps`` times in one scan.
+
+    The operands are arguments of the compiled function, not closed-over constants, so XLA can
+    neither fold them at compile time nor hoist work on them out of the loop.
+    """
 
     @jax.jit
-    def loop(carry):
-        return jax.lax.scan(lambda c, i: (body(c, i), None), carry, jnp.arange(steps))[0]
+    def loop(carry, operands):
+        def scan_body(c, i):
+            return body(c, i, operands), None
 
-    compiled = loop.lower(carry).compile()
-    return _best_of(lambda: compiled(carry), repeats) / steps
+        return jax.lax.scan(scan_body, carry, jnp.arange(steps))[0]
+
+    compiled = loop.lower(carry, operands).compile()
+    return _best_of(lambda: compiled(carry, operands), repeats) / steps
 
 
 def profile(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
@@ -299,7 +306,7 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
     setup()
     ds = _data(workload)
     b = common.BATCH_SIZE
-    x_all, y_all = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train.astype(np.int32))
+    data = (jnp.asarray(ds.x_train), jnp.asarray(ds.y_train.astype(np.int32)))
     steps = min(100, common.steps_per_epoch(len(ds.x_train)))
     order = jax.random.permutation(jax.random.key(2), len(ds.x_train))[: steps * b]
     order = order.reshape(steps, b)
@@ -312,9 +319,9 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
     def step_body(deterministic):
         step = make_step(_model(), optimizer, rates, deterministic=deterministic)
 
-        def body(carry, i):
-            p, o = carry
-            p, o, _ = step(p, o, x_all, y_all, order, i, key)
+        def body(carry, i, operands):
+            x_all, y_all, order = operands
+            p, o, _ = step(*carry, x_all, y_all, order, i, key)
             return p, o
 
         return body
@@ -322,33 +329,37 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
     shapes = []
     for n_in, n_out in common.LAYERS:
         shapes += [(b, n_in, n_out), (b, n_out, n_in), (n_in, b, n_out)]
-    operands = [
-        (jnp.ones((m, k), jnp.float32), jnp.full((k, n), 1e-3, jnp.float32)) for m, k, n in shapes
+    keys = jax.random.split(jax.random.key(4), 2 * len(shapes))
+    # Two left operands per matmul, picked by the step index: the matmuls depend on the loop
+    # counter, so none is loop-invariant.
+    gemm_operands = [
+        (jax.random.normal(keys[2 * j], (2, m, k)), jax.random.normal(keys[2 * j + 1], (k, n)))
+        for j, (m, k, n) in enumerate(shapes)
     ]
     gemm_flops = sum(2 * m * k * n for m, k, n in shapes)
 
-    def gemm_body(c, i):
-        # The carried scalar feeds every operand, so XLA cannot hoist the matmuls out of the loop.
+    def gemm_body(c, i, operands):
         for a, w in operands:
-            c = c + 1e-30 * jnp.sum((a * (1.0 + c)) @ w)
+            c = c + 1e-30 * jnp.sum(a[i % 2] @ w)
         return c
 
-    def mask_body(c, i):
+    def mask_body(c, i, operands):
         k1, k2 = jax.random.split(jax.random.fold_in(key, i))
         m1 = jax.random.bernoulli(k1, 1 - rates[0], (b, common.LAYERS[0][1]))
         m2 = jax.random.bernoulli(k2, 1 - rates[1], (b, common.LAYERS[1][1]))
         return c + jnp.sum(m1) + jnp.sum(m2)
 
-    def gather_body(c, i):
+    def gather_body(c, i, operands):
+        x_all, order = operands
         return c + 1e-30 * jnp.sum(x_all[order[i]])
 
     carry = (params, optimizer.init(params))
     seconds = {
-        "gemms_only": _scan_time(gemm_body, jnp.float32(0), steps),
-        "step_without_dropout": _scan_time(step_body(True), carry, steps),
-        "step_with_dropout": _scan_time(step_body(False), carry, steps),
-        "dropout_masks_only": _scan_time(mask_body, jnp.int32(0), steps),
-        "gather_only": _scan_time(gather_body, jnp.float32(0), steps),
+        "gemms_only": _scan_time(gemm_body, jnp.float32(0), gemm_operands, steps),
+        "step_without_dropout": _scan_time(step_body(True), carry, (*data, order), steps),
+        "step_with_dropout": _scan_time(step_body(False), carry, (*data, order), steps),
+        "dropout_masks_only": _scan_time(mask_body, jnp.int32(0), (), steps),
+        "gather_only": _scan_time(gather_body, jnp.float32(0), (data[0], order), steps),
     }
     parts_ms = {k: v * 1e3 for k, v in seconds.items()}
     return {

@@ -98,10 +98,11 @@ def _data(workload: common.Workload, device: torch.device):
     ds = load_fashion_mnist(
         workload.data_dir, train_size=workload.train_size, test_size=workload.test_size
     )
-    x_train = torch.from_numpy(ds.x_train).to(device)
-    y_train = torch.from_numpy(ds.y_train.astype(np.int64)).to(device)
-    x_test = torch.from_numpy(ds.x_test).to(device)
-    y_test = torch.from_numpy(ds.y_test.astype(np.int64)).to(device)
+    # torch.tensor copies: the loader's arrays are read-only and torch tensors are writable.
+    x_train = torch.tensor(ds.x_train, device=device)
+    y_train = torch.tensor(ds.y_train, dtype=torch.int64, device=device)
+    x_test = torch.tensor(ds.x_test, device=device)
+    y_test = torch.tensor(ds.y_test, dtype=torch.int64, device=device)
     return ds, x_train, y_train, x_test, y_test
 
 
@@ -238,7 +239,7 @@ def eager_dataloader(workload: common.Workload, init_path: str, device: str = "a
             optimizer.zero_grad()
             loss.mean().backward()
             optimizer.step()
-            loss_sum += float(loss.sum())
+            loss_sum += float(loss.detach().sum())
             correct += float((y_hat.argmax(dim=1) == yb).sum())
             seen += yb.numel()
         sync(dev)

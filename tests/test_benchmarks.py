@@ -1,0 +1,136 @@
+"""Smoke tests of the benchmark machinery on a tiny slice, one epoch. No timing is asserted:
+the speed targets are checked by ``make bench`` itself and reported in its results file."""
+
+import dataclasses
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+
+from benchmarks import common, report, run  # noqa: E402
+
+TINY = dataclasses.replace(
+    common.QUICK,
+    train_size=1024,
+    test_size=256,
+    warmup_epochs=1,
+    epochs=1,
+    sweep_configs=2,
+    sweep_epochs=1,
+    torch_sequential_configs=1,
+    peak_size=128,
+)
+
+
+@pytest.fixture(scope="module")
+def data_available():
+    from jaxreg.data import load_fashion_mnist
+
+    try:
+        load_fashion_mnist(train_size=16, test_size=16)
+    except FileNotFoundError as exc:
+        pytest.skip(f"Fashion-MNIST not installed: {exc}")
+
+
+def test_flop_formula_counts_forward_and_backward_matmuls():
+    # 3 GEMMs (forward, dX, dW) of 2*in*out FLOPs per Linear and example.
+    assert common.FLOPS_PER_EXAMPLE == 2 * 3 * (784 * 256 + 256 * 256 + 256 * 10)
+    fig = common.throughput(epoch_s=2.0, samples_per_epoch=1000, configs=4)
+    assert fig["samples_per_s"] == 2000.0
+    assert fig["gflops"] == pytest.approx(4000 * common.FLOPS_PER_EXAMPLE / 2.0 / 1e9)
+
+
+def test_summarize_reports_median_and_spread():
+    stats = common.summarize([0.3, 0.1, 0.2, 0.5, 0.4])
+    assert stats["median_s"] == 0.3
+    assert (stats["min_s"], stats["max_s"], stats["n"]) == (0.1, 0.5, 5)
+    assert stats["iqr_s"] > 0
+
+
+def test_report_marks_failed_rows_and_missing_targets(tmp_path):
+    rows = {
+        "peak_start": {"peak_gflops": 100.0, "method": "m"},
+        "torch_compile": {"error": "RuntimeError: no compiler"},
+    }
+    results = report.build(common.machine_info(), TINY, rows, wall_s=1.0)
+    assert results["speedup_vs_torch_eager"] is None
+    assert all(t["pass"] is None for t in results["targets"])
+    paths = report.write(results, tmp_path, "m-d", plot_png=False)
+    text = paths[1].read_text()
+    assert "error: RuntimeError: no compiler" in text
+
+
+def test_rows_in_process_feed_the_report(tmp_path, data_available):
+    from benchmarks import jax_rows, sweep_rows, torch_rows
+
+    init_path = str(tmp_path / "init.npz")
+    rows = {"init": jax_rows.init_params(TINY, init_path)}
+    rows["peak_start"] = jax_rows.peak(TINY, init_path)
+    rows["jax_scan"] = jax_rows.scan(TINY, init_path)
+    rows["torch_eager"] = torch_rows.eager_memory(TINY, init_path, device="cpu")
+    rows["sweep_jax_vmap"] = sweep_rows.jax_vmap(TINY, init_path)
+    results = report.build(common.machine_info(), TINY, rows, wall_s=1.0)
+
+    for name in ("jax_scan", "torch_eager"):
+        row = results["rows"][name]
+        assert row["epoch"]["n"] == TINY.epochs
+        assert row["samples_per_epoch"] == 1024
+        assert row["gflops"] > 0 and 0 < row["roofline_fraction"]
+        assert 0.0 <= row["test_acc"] <= 1.0
+    sweep = results["rows"]["sweep_jax_vmap"]
+    assert sweep["configs"] == 2 and len(sweep["test_acc_per_config"]) == 2
+    assert sweep["sweep_epoch_s"] == pytest.approx(2 * sweep["config_epoch"]["median_s"])
+    assert results["speedup_vs_torch_eager"] > 0
+    assert results["roofline_fraction"] > 0
+    assert results["sweep_cost_ratio"] > 0
+    assert {t["target"] for t in results["targets"]} >= {
+        "JAX scan fraction of measured matmul peak"
+    }
+
+    paths = report.write(results, tmp_path, "machine-date")
+    assert [p.suffix for p in paths] == [".json", ".md", ".png"]
+    saved = json.loads(paths[0].read_text())
+    assert {"speedup_vs_torch_eager", "roofline_fraction", "fairness", "machine"} <= set(saved)
+    assert "| PyTorch eager, data in memory |" in paths[1].read_text()
+
+
+def test_orchestrator_runs_rows_in_subprocesses(tmp_path, data_available):
+    status = run.main(
+        [
+            "--rows",
+            "peak_start",
+            "--peak-size",
+            "128",
+            "--train-size",
+            "512",
+            "--out",
+            str(tmp_path),
+            "--no-plot",
+        ]
+    )
+    assert status == 0
+    (json_path,) = tmp_path.glob("*.json")
+    results = json.loads(json_path.read_text())
+    assert set(results["rows"]) == {"init", "peak_start"}
+    assert results["peak"]["gflops"] > 0
+    assert "error" not in results["rows"]["init"]
+
+
+def test_torch_rows_start_from_the_jax_initial_weights(tmp_path, data_available):
+    import jax
+    import numpy as np
+    import torch
+
+    from benchmarks import jax_rows, torch_rows
+
+    init_path = str(tmp_path / "init.npz")
+    jax_rows.init_params(TINY, init_path)
+    net = torch_rows.load_model(init_path, torch.device("cpu")).eval()
+    train = jax_rows._make_train(TINY, 1)
+    params = train.init(jax.random.key(jax_rows.INIT_KEY), jax_rows.HPARAMS).params
+    x = np.random.default_rng(0).random((8, 784), dtype=np.float32)
+    expected = jax_rows._model().apply({"params": params}, x, deterministic=True)
+    with torch.no_grad():
+        got = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, np.asarray(expected), rtol=1e-5, atol=1e-5)
