@@ -87,6 +87,16 @@ def _as_static_bool(value: Any, where: str) -> bool:
     )
 
 
+def _is_predicate(mask: Any) -> bool:
+    if not callable(mask):
+        return False
+    leaves = jax.tree.leaves(mask)
+    if len(leaves) == 1 and leaves[0] is mask:
+        return True
+    # A callable pytree of bools (an Equinox module used as a filter) is a bool-tree mask.
+    return not all(isinstance(leaf, (bool, np.bool_)) for leaf in leaves)
+
+
 def resolve_mask(mask: Mask, tree: Any) -> Any:
     """Turns any accepted mask form into a pytree of Python bools matching ``tree``.
 
@@ -109,7 +119,7 @@ def resolve_mask(mask: Mask, tree: Any) -> Any:
     """
     if mask is None:
         return jax.tree.map(lambda _: True, tree)
-    if callable(mask) and not isinstance(mask, (bool, np.bool_)):
+    if _is_predicate(mask):
         leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(tree)
         flags = []
         for keypath, _ in leaves_with_path:

@@ -34,7 +34,13 @@ import numpy as np
 import optax
 
 from jaxreg.masks import Mask, resolve_mask
-from jaxreg.transforms import ScalarOrSchedule, cast_like, check_nonnegative, hparam_value
+from jaxreg.transforms import (
+    ScalarOrSchedule,
+    _cast_like,
+    _check_nonnegative,
+    _hparam_value,
+    _require_params,
+)
 
 __all__ = ["TorchAdamState", "TorchSGDState", "torch_adam", "torch_adamw", "torch_sgd"]
 
@@ -93,11 +99,6 @@ def _decay_flags(mask: Mask, params: Any, weight_decay: Any) -> Any:
     return resolve_mask(mask, params)
 
 
-def _require_params(params: Any, owner: str) -> None:
-    if params is None:
-        raise ValueError(f"{owner} needs the current parameters: call update(grads, state, params)")
-
-
 def torch_sgd(
     lr: ScalarOrSchedule,
     momentum: float | jax.Array = 0.0,
@@ -142,9 +143,9 @@ def torch_sgd(
       (Array([-0.1], dtype=float32), Array([-0.14], dtype=float32))
     """
     owner = "torch_sgd"
-    check_nonnegative(lr, "lr", owner)
-    check_nonnegative(momentum, "momentum", owner)
-    check_nonnegative(weight_decay, "weight_decay", owner)
+    _check_nonnegative(lr, "lr", owner)
+    _check_nonnegative(momentum, "momentum", owner)
+    _check_nonnegative(weight_decay, "weight_decay", owner)
     _check_float(dampening, "dampening", owner)
     if not isinstance(nesterov, bool):
         raise ValueError(f"{owner}: nesterov must be a bool, got {nesterov!r}")
@@ -166,8 +167,8 @@ def torch_sgd(
         grads: Any, state: TorchSGDState, params: Any = None
     ) -> tuple[Any, TorchSGDState]:
         count = state.count
-        step_lr = hparam_value(lr, count)
-        wd = hparam_value(weight_decay, count)
+        step_lr = _hparam_value(lr, count)
+        wd = _hparam_value(weight_decay, count)
         if _concrete_float(weight_decay) != 0.0:
             _require_params(params, owner)
         flags = _decay_flags(mask, grads if params is None else params, weight_decay)
@@ -175,17 +176,17 @@ def torch_sgd(
 
         def leaf(g: jax.Array, p: Any, buf: Any, decay: bool) -> tuple[jax.Array, Any]:
             if decay:
-                g = g + cast_like(wd, g) * p
+                g = g + _cast_like(wd, g) * p
             if not has_buffer:
-                return cast_like(-step_lr, g) * g, None
-            mom = cast_like(momentum, g)
-            buf = jnp.where(first, g, buf * mom + cast_like(1 - dampening, g) * g)
+                return _cast_like(-step_lr, g) * g, None
+            mom = _cast_like(momentum, g)
+            buf = jnp.where(first, g, buf * mom + _cast_like(1 - dampening, g) * g)
             direction = g + mom * buf if nesterov else buf
             if m_value is None:
                 # A traced momentum may be 0, where torch bypasses the buffer (and its
                 # dampening) entirely.
                 direction = jnp.where(mom == 0, g, direction)
-            return cast_like(-step_lr, g) * direction, buf
+            return _cast_like(-step_lr, g) * direction, buf
 
         bufs = state.momentum_buffer if has_buffer else jax.tree.map(lambda _: None, grads)
         p_tree = params if params is not None else jax.tree.map(lambda _: None, grads)
@@ -231,9 +232,9 @@ def _torch_adam(
     mask: Mask,
     decoupled: bool,
 ) -> optax.GradientTransformation:
-    check_nonnegative(lr, "lr", owner)
-    check_nonnegative(eps, "eps", owner)
-    check_nonnegative(weight_decay, "weight_decay", owner)
+    _check_nonnegative(lr, "lr", owner)
+    _check_nonnegative(eps, "eps", owner)
+    _check_nonnegative(weight_decay, "weight_decay", owner)
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise ValueError(f"{owner}: betas must be a pair (beta1, beta2), got {betas!r}")
     beta1, beta2 = betas
@@ -256,8 +257,8 @@ def _torch_adam(
         grads: Any, state: TorchAdamState, params: Any = None
     ) -> tuple[Any, TorchAdamState]:
         count = state.count
-        step_lr = hparam_value(lr, count)
-        wd = hparam_value(weight_decay, count)
+        step_lr = _hparam_value(lr, count)
+        wd = _hparam_value(weight_decay, count)
         if _concrete_float(weight_decay) != 0.0:
             _require_params(params, owner)
         flags = _decay_flags(mask, grads if params is None else params, weight_decay)
@@ -267,19 +268,19 @@ def _torch_adam(
         def leaf(g, p, m, v, decay):
             dtype = g.dtype
             if decay and not decoupled:
-                g = g + cast_like(wd, g) * p
-            m = _lerp(m, g, cast_like(1 - beta1, g))
-            v = v * cast_like(beta2, g) + cast_like(1 - beta2, g) * g * g
+                g = g + _cast_like(wd, g) * p
+            m = _lerp(m, g, _cast_like(1 - beta1, g))
+            v = v * _cast_like(beta2, g) + _cast_like(1 - beta2, g) * g * g
             t = step.astype(dtype)
-            bias_correction1 = -jnp.expm1(t * cast_like(log_beta1, g))
-            bias_correction2 = -jnp.expm1(t * cast_like(log_beta2, g))
-            step_size = cast_like(step_lr, g) / bias_correction1
-            denom = jnp.sqrt(v) / jnp.sqrt(bias_correction2) + cast_like(eps, g)
+            bias_correction1 = -jnp.expm1(t * _cast_like(log_beta1, g))
+            bias_correction2 = -jnp.expm1(t * _cast_like(log_beta2, g))
+            step_size = _cast_like(step_lr, g) / bias_correction1
+            denom = jnp.sqrt(v) / jnp.sqrt(bias_correction2) + _cast_like(eps, g)
             adam_step = -step_size * m / denom
             if decay and decoupled:
                 # torch: p.mul_(1 - lr * wd) then p.addcdiv_(...). Written as
                 # (p * c + step) - p so that p + update reproduces torch's rounding.
-                shrink = cast_like(1 - step_lr * wd, g)
+                shrink = _cast_like(1 - step_lr * wd, g)
                 return (p * shrink + adam_step) - p, m, v
             return adam_step, m, v
 

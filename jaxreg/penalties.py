@@ -62,7 +62,8 @@ def _norm(x: jax.Array) -> jax.Array:
     # sqrt'(0) is infinite, so the naive sqrt(sum(x**2)) has gradient inf * 0 = NaN at an
     # all-zero leaf (an activation after ReLU is often all zero). The double where keeps
     # sqrt away from 0 in both the forward and the backward pass, and gives the 0
-    # gradient that torch.norm's backward defines there.
+    # gradient that torch.norm's backward defines there. Like torch.norm, the squares are
+    # not rescaled: a leaf whose squares underflow has norm 0, one whose squares overflow inf.
     sq = jnp.sum(x * x)
     nonzero = sq > 0
     safe = jnp.where(nonzero, sq, jnp.ones_like(sq))

@@ -51,7 +51,7 @@ class ScheduleState(NamedTuple):
     count: jax.Array
 
 
-def check_nonnegative(value: Any, name: str, owner: str) -> None:
+def _check_nonnegative(value: Any, name: str, owner: str) -> None:
     """Raises ValueError for a concrete negative, NaN, infinite or non-scalar value.
 
     Traced values and schedules cannot be inspected without a host sync (and would break
@@ -69,15 +69,15 @@ def check_nonnegative(value: Any, name: str, owner: str) -> None:
         raise ValueError(f"{owner}: {name} must be a finite number >= 0, got {value!r}")
 
 
-def uses_schedule(*hparams: Any) -> bool:
+def _uses_schedule(*hparams: Any) -> bool:
     return any(callable(h) for h in hparams)
 
 
-def hparam_value(h: ScalarOrSchedule, count: jax.Array | None) -> Any:
+def _hparam_value(h: ScalarOrSchedule, count: jax.Array | None) -> Any:
     return h(count) if callable(h) else h
 
 
-def cast_like(h: Any, x: jax.Array) -> jax.Array:
+def _cast_like(h: Any, x: jax.Array) -> jax.Array:
     # The scalar takes the leaf's dtype, as torch casts a Python-float alpha to the
     # tensor's dtype, so float32 parameters never get promoted by a float64 scalar.
     return jnp.asarray(h).astype(x.dtype)
@@ -144,17 +144,17 @@ def add_l1(l1: ScalarOrSchedule, mask: Mask = None) -> optax.GradientTransformat
       >>> updates
       Array([-1.1, -1. , -0.9], dtype=float32)
     """
-    check_nonnegative(l1, "l1", "add_l1")
+    _check_nonnegative(l1, "l1", "add_l1")
 
     def update_fn(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
         _require_params(params, "add_l1")
-        strength = hparam_value(l1, _count(state))
+        strength = _hparam_value(l1, _count(state))
         updates = _masked_map(
-            lambda g, w: g + cast_like(strength, w) * jnp.sign(w), updates, params, mask
+            lambda g, w: g + _cast_like(strength, w) * jnp.sign(w), updates, params, mask
         )
         return updates, _next_state(state)
 
-    return optax.GradientTransformation(_init_state(uses_schedule(l1)), update_fn)
+    return optax.GradientTransformation(_init_state(_uses_schedule(l1)), update_fn)
 
 
 def l1_prox(
@@ -191,23 +191,23 @@ def l1_prox(
       >>> optax.apply_updates(params, updates)
       Array([ 0.  ,  1.25, -0.5 ], dtype=float32)
     """
-    check_nonnegative(l1, "l1", "l1_prox")
-    check_nonnegative(learning_rate, "learning_rate", "l1_prox")
+    _check_nonnegative(l1, "l1", "l1_prox")
+    _check_nonnegative(learning_rate, "learning_rate", "l1_prox")
 
     def update_fn(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
         _require_params(params, "l1_prox")
         count = _count(state)
-        threshold = hparam_value(learning_rate, count) * hparam_value(l1, count)
+        threshold = _hparam_value(learning_rate, count) * _hparam_value(l1, count)
 
         def prox(u: jax.Array, w: jax.Array) -> jax.Array:
             z = w + u
-            shrunk = jnp.sign(z) * jnp.maximum(jnp.abs(z) - cast_like(threshold, z), 0)
+            shrunk = jnp.sign(z) * jnp.maximum(jnp.abs(z) - _cast_like(threshold, z), 0)
             # w + (0 - w) == 0 exactly, so thresholded weights land on an exact zero.
             return shrunk - w
 
         return _masked_map(prox, updates, params, mask), _next_state(state)
 
-    needs_count = uses_schedule(l1, learning_rate)
+    needs_count = _uses_schedule(l1, learning_rate)
     return optax.GradientTransformation(_init_state(needs_count), update_fn)
 
 
@@ -244,15 +244,15 @@ def coupled_weight_decay(
       >>> updates
       {'W1': Array([-0.05, -0.05], dtype=float32), 'b1': Array([-0., -0.], dtype=float32)}
     """
-    check_nonnegative(weight_decay, "weight_decay", "coupled_weight_decay")
+    _check_nonnegative(weight_decay, "weight_decay", "coupled_weight_decay")
 
     def update_fn(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
         _require_params(params, "coupled_weight_decay")
-        wd = hparam_value(weight_decay, _count(state))
-        updates = _masked_map(lambda g, w: g + cast_like(wd, w) * w, updates, params, mask)
+        wd = _hparam_value(weight_decay, _count(state))
+        updates = _masked_map(lambda g, w: g + _cast_like(wd, w) * w, updates, params, mask)
         return updates, _next_state(state)
 
-    return optax.GradientTransformation(_init_state(uses_schedule(weight_decay)), update_fn)
+    return optax.GradientTransformation(_init_state(_uses_schedule(weight_decay)), update_fn)
 
 
 def decoupled_weight_decay(
@@ -287,15 +287,15 @@ def decoupled_weight_decay(
       >>> updates
       Array([-1.e-05,  2.e-05], dtype=float32)
     """
-    check_nonnegative(weight_decay, "weight_decay", "decoupled_weight_decay")
-    check_nonnegative(learning_rate, "learning_rate", "decoupled_weight_decay")
+    _check_nonnegative(weight_decay, "weight_decay", "decoupled_weight_decay")
+    _check_nonnegative(learning_rate, "learning_rate", "decoupled_weight_decay")
 
     def update_fn(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
         _require_params(params, "decoupled_weight_decay")
         count = _count(state)
-        factor = hparam_value(learning_rate, count) * hparam_value(weight_decay, count)
-        updates = _masked_map(lambda u, w: u - cast_like(factor, w) * w, updates, params, mask)
+        factor = _hparam_value(learning_rate, count) * _hparam_value(weight_decay, count)
+        updates = _masked_map(lambda u, w: u - _cast_like(factor, w) * w, updates, params, mask)
         return updates, _next_state(state)
 
-    needs_count = uses_schedule(weight_decay, learning_rate)
+    needs_count = _uses_schedule(weight_decay, learning_rate)
     return optax.GradientTransformation(_init_state(needs_count), update_fn)

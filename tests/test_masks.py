@@ -1,5 +1,8 @@
 """Tests for jaxreg.masks: resolve_mask, path_to_str, weights_only, path_mask."""
 
+import dataclasses
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -88,6 +91,24 @@ def test_resolve_mask_predicate_gets_slash_paths():
     out = resolve_mask(pred, tree)
     assert out == {"params": {"Dense_0": {"kernel": True, "bias": False}}}
     assert sorted(seen) == ["params/Dense_0/bias", "params/Dense_0/kernel"]
+
+
+def test_resolve_mask_callable_pytree_of_bools_is_a_tree_mask():
+    # an Equinox-style module is callable and a pytree: as a mask it holds bools
+    @jax.tree_util.register_dataclass
+    @dataclasses.dataclass
+    class Model:
+        w: object
+        b: object
+
+        def __call__(self, x):
+            return x * self.w + self.b
+
+    params = Model(w=jnp.ones(2), b=jnp.zeros(2))
+    resolved = resolve_mask(Model(w=True, b=False), params)
+    assert (resolved.w, resolved.b) == (True, False)
+    partial_pred = functools.partial(lambda suffix, path: path.endswith(suffix), "w")
+    assert resolve_mask(partial_pred, {"w": 1.0, "b": 2.0}) == {"w": True, "b": False}
 
 
 def test_resolve_mask_mismatched_structure_raises():

@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import jaxreg
 from jaxreg.optim import TorchAdamState, TorchSGDState, torch_adam, torch_adamw, torch_sgd
@@ -355,3 +357,87 @@ def test_torch_adamw_invalid_raises():
 def test_public_names_exported():
     for name in ("torch_sgd", "torch_adam", "torch_adamw"):
         assert getattr(jaxreg, name) is getattr(jaxreg.optim, name)
+
+
+# --- property tests against a NumPy transcription of torch's algorithms ---
+
+
+def _numpy_sgd(p, grads, lr, momentum, dampening, weight_decay, nesterov):
+    buf = None
+    for g in grads:
+        g = g + weight_decay * p
+        if momentum != 0:
+            buf = g.copy() if buf is None else momentum * buf + (1 - dampening) * g
+            g = g + momentum * buf if nesterov else buf
+        p = p - lr * g
+    return p
+
+
+def _numpy_adam(p, grads, lr, beta1, beta2, eps, weight_decay, decoupled):
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    for t, g in enumerate(grads, start=1):
+        if decoupled:
+            p = p * (1 - lr * weight_decay)
+        else:
+            g = g + weight_decay * p
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        denom = np.sqrt(v) / np.sqrt(1 - beta2**t) + eps
+        p = p - lr / (1 - beta1**t) * m / denom
+    return p
+
+
+@functools.partial(jax.jit, static_argnames=("factory", "static"))
+def _three_steps(hparams, p, grads, factory, static):
+    return _scan(factory(**hparams, **dict(static)), p, grads)
+
+
+_P0 = np.linspace(-2.0, 2.0, 7)
+_GRADS = np.stack([np.cos(np.arange(7.0) * k) for k in range(1, 4)])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    lr=st.floats(0.0, 1.0),
+    momentum=st.floats(0.0, 0.99),
+    dampening=st.floats(0.0, 1.0),
+    weight_decay=st.floats(0.0, 0.5),
+    nesterov=st.booleans(),
+)
+def test_torch_sgd_property_matches_numpy_reference(
+    lr, momentum, dampening, weight_decay, nesterov
+):
+    if nesterov:
+        momentum, dampening = max(momentum, 0.1), 0.0
+    hp = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay}
+    expected = _numpy_sgd(_P0, _GRADS, nesterov=nesterov, **hp)
+    with jax.enable_x64(True):
+        hp = {k: np.float64(v) for k, v in hp.items()}
+        static = (("nesterov", nesterov),)
+        got = _three_steps(hp, jnp.asarray(_P0), jnp.asarray(_GRADS), torch_sgd, static)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    lr=st.floats(0.0, 0.5),
+    beta1=st.floats(0.0, 0.99),
+    beta2=st.floats(0.0, 0.9999),
+    eps=st.floats(1e-8, 1e-3),
+    weight_decay=st.floats(0.0, 0.5),
+    decoupled=st.booleans(),
+)
+def test_torch_adam_property_matches_numpy_reference(
+    lr, beta1, beta2, eps, weight_decay, decoupled
+):
+    expected = _numpy_adam(_P0, _GRADS, lr, beta1, beta2, eps, weight_decay, decoupled)
+    with jax.enable_x64(True):
+        hp = {
+            "lr": np.float64(lr),
+            "betas": (np.float64(beta1), np.float64(beta2)),
+            "eps": np.float64(eps),
+            "weight_decay": np.float64(weight_decay),
+        }
+        factory = torch_adamw if decoupled else torch_adam
+        got = _three_steps(hp, jnp.asarray(_P0), jnp.asarray(_GRADS), factory, ())
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)

@@ -35,7 +35,9 @@ def _as_jnp(tree, dtype=jnp.float32):
 finite_arrays = hnp.arrays(
     np.float64,
     hnp.array_shapes(min_dims=1, max_dims=2, max_side=4),
-    elements=st.floats(-1e3, 1e3, allow_nan=False, allow_subnormal=False),
+    # XLA flushes subnormals to zero (and torch.norm underflows alike), so magnitudes
+    # whose squares leave the normal range are out of scope.
+    elements=st.one_of(st.just(0.0), st.floats(1e-100, 1e3), st.floats(-1e3, -1e-100)),
 )
 
 
