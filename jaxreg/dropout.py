@@ -8,8 +8,9 @@ Conventions (the seeds mix them, jaxreg does not):
   never a silently fixed mask.
 * ``rate`` may be a traced scalar, so one compiled function serves a whole sweep over rates
   (``jax.vmap`` over rates, or a new rate per call without recompiling). A concrete rate outside
-  ``[0, 1]`` or NaN raises ``ValueError``; a traced rate cannot be inspected at trace time, so
-  its range is the caller's responsibility (outside ``[0, 1]`` it yields NaN or wrong scaling).
+  ``[0, 1]`` or NaN raises ``ValueError``. A traced rate cannot be inspected at trace time, so
+  it cannot raise: outside ``[0, 1]`` or NaN it makes the whole output NaN, and the mistake
+  surfaces in the loss rather than as silently dropped activations.
 
 The PyTorch traps this module makes explicit:
 
@@ -135,7 +136,8 @@ def dropout_mask(
 
     Args:
         key: a JAX PRNG key.
-        rate: drop probability in ``[0, 1]``; a Python float or a (possibly traced) scalar.
+        rate: drop probability in ``[0, 1]``; a Python float or a (possibly traced) scalar
+            (a traced rate is not range-checked: above 1 nothing is kept, below 0 all is).
         shape: the shape of the mask (a static tuple of ints).
         broadcast_dims: axes along which one draw is shared.
 
@@ -232,10 +234,18 @@ def _apply_keep_mask(x: jax.Array, keep_mask: jax.Array, keep: Any, formula: str
         # hidden behind a barrier keeps the true (correctly rounded) division d2l performs.
         divisor = jax.lax.optimization_barrier(jnp.broadcast_to(safe_keep, x.shape))
         kept = (x.astype(compute) / divisor).astype(x.dtype)
-        return jnp.where(keep_mask & positive, kept, jnp.zeros_like(x))
+        out = jnp.where(keep_mask & positive, kept, jnp.zeros_like(x))
+        return _nan_if_invalid(keep, out)
     scale = jnp.where(positive, 1 / safe_keep, jnp.zeros_like(keep)).astype(x.dtype)
     noise = jnp.where(keep_mask, scale, jnp.zeros_like(scale))
-    return x * noise
+    return x * _nan_if_invalid(keep, noise)
+
+
+def _nan_if_invalid(prob: jax.Array, value: jax.Array) -> jax.Array:
+    # A traced probability cannot raise; outside [0, 1] (or NaN) it poisons the result with NaN
+    # so the mistake shows up in the loss instead of as silently all-dropped activations.
+    valid = (prob >= 0) & (prob <= 1)
+    return jnp.where(valid, value, jnp.full_like(value, jnp.nan))
 
 
 def dropout(
@@ -260,7 +270,8 @@ def dropout(
         x: floating-point input.
         rate: drop probability in ``[0, 1]``. A Python float or a (possibly traced) scalar:
             ``jax.vmap`` over rates works and a new rate never recompiles a jitted caller.
-            A concrete ``0`` returns ``x`` without needing a key.
+            A concrete ``0`` returns ``x`` without needing a key; a traced rate outside
+            ``[0, 1]`` returns NaN everywhere.
         key: PRNG key; required unless ``deterministic`` or a concrete ``rate == 0``.
         deterministic: if True, return ``x`` unchanged (evaluation mode).
         broadcast_dims: axes along which the mask is shared (all-or-nothing along them).
@@ -325,14 +336,17 @@ def vanilla_dropout(
         >>> vanilla_dropout(jnp.array([2.0, 4.0]), 0.5, deterministic=True)
         Array([1., 2.], dtype=float32)
     """
-    _check_probability(keep_prob, "keep_prob")
+    concrete = _check_probability(keep_prob, "keep_prob")
     x = jnp.asarray(x)
     _check_floating(x)
     if deterministic:
-        return x * jnp.asarray(keep_prob, x.dtype)
-    _require_key(key, "vanilla_dropout")
-    keep_mask = _keep_mask(key, keep_prob, x.shape, broadcast_dims)
-    return x * keep_mask.astype(x.dtype)
+        factor = jnp.asarray(keep_prob, x.dtype)
+    else:
+        _require_key(key, "vanilla_dropout")
+        factor = _keep_mask(key, keep_prob, x.shape, broadcast_dims).astype(x.dtype)
+    if concrete is None:
+        factor = _nan_if_invalid(jnp.asarray(keep_prob), factor)
+    return x * factor
 
 
 def mc_dropout_predict(

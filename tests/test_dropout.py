@@ -327,6 +327,27 @@ def test_bad_rate_raises_naming_the_value(call, rate):
         call(rate)
 
 
+@jax.jit
+def _all_paths(prob):
+    x, mask = _no_zeros(), jnp.ones(SHAPE, bool)
+    return jnp.stack(
+        [
+            dropout(x, prob, key=KEY),
+            dropout_with_mask(x, mask, prob),
+            dropout_with_mask(x, mask, prob, formula="d2l"),
+            vanilla_dropout(x, prob, key=KEY),
+            vanilla_dropout(x, prob, deterministic=True),
+        ]
+    )
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
+def test_bad_traced_probability_gives_nan_not_silent_zeros(bad):
+    assert bool(jnp.all(jnp.isnan(_all_paths(bad))))
+    # A valid traced probability is untouched by the guard.
+    assert bool(jnp.all(jnp.isfinite(_all_paths(0.5))))
+
+
 @pytest.mark.parametrize("keep_prob", [-0.1, 1.5, float("nan")])
 def test_bad_keep_prob_raises(keep_prob):
     with pytest.raises(ValueError, match="keep_prob must be in"):
