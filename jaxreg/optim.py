@@ -8,9 +8,10 @@ parameters' scale per step (XLA and torch fuse different multiply-adds into FMAs
 torch's float32 ``sqrt`` is not correctly rounded), float64 runs to ~1e-12.
 Differences from the optax optimizers that a PyTorch user would trip over:
 
-* ``torch_sgd``'s momentum buffer starts as the first gradient itself (no dampening on
-  step 1), where ``optax.sgd(momentum=m)`` starts from zeros; dampening is applied from
-  step 2 on; Nesterov uses ``g + momentum * buf``.
+* ``torch_sgd``'s momentum buffer starts as the first gradient itself, so dampening
+  (which ``optax.sgd`` does not have) only applies from step 2 on: a zero-initialized
+  buffer would make the first step ``(1 - dampening) * g``. Nesterov uses
+  ``g + momentum * buf``.
 * ``weight_decay`` of ``torch_sgd``/``torch_adam`` is coupled (added to the gradient
   before the momentum / Adam moments); ``torch_adamw``'s is decoupled and multiplied by
   the learning rate (``p *= 1 - lr * wd``), and defaults to 1e-2.
