@@ -236,9 +236,14 @@ def run_experiment(name: str, options: RunOptions, *, out: str | Path | None = N
     recorder = report.RunRecorder(run_dir, name)
     recorder.write_config({"experiment": name, "config": config, "options": options.__dict__})
     ctx = Context(name, config, options, recorder)
+    notes = [f"Seed(s) {exp.seeds}: {exp.summary}."]
+    if "torch" in options.frameworks:
+        from jaxreg.torch_ref.engine import THREADS_ENV, configure_threads
+
+        threads = configure_threads()
+        notes.append(f"torch ran with {threads} CPU thread(s) (${THREADS_ENV}).")
     start = time.perf_counter()
     outcome = _runner(name)(ctx)
-    notes = [f"Seed(s) {exp.seeds}: {exp.summary}."]
     if options.faithful:
         notes.append(f"--faithful: {exp.faithful}.")
     notes += outcome.notes

@@ -133,10 +133,13 @@ def run(ctx: Context) -> Outcome:
         "Each variant starts from the same initialization."
         if not faithful
         else "--faithful: one network trained on through the three runs (the seed's order).",
-        "The seed trained one network through all three runs, so its 0.810 and 0.822 start from "
-        "already-trained weights (20 and 10 epochs earlier); from a fresh N(0, 1) init the "
-        "penalty and the decay mostly act on the huge initial weights and the three variants "
-        "end closer together. Run `--faithful` to see the seed's ordering effect.",
+        "Why the gaps to the seed: (1) the seed trained ONE network through the three runs, "
+        "so its 0.810 and 0.822 come after 20 and 30 epochs from the first run's weights, not "
+        "from a fresh init (run --faithful for that ordering); (2) the mean-form penalty's "
+        "gradient is lambda * w / numel(w), i.e. w / 200704 for W1 and w / 2560 for W2: "
+        "2000 (W1) and 26 (W2) times weaker than weight decay 0.01, so `l2-penalty` from a "
+        "fresh init trains almost like `no-penalty` (seed 004's defect: the strength depends "
+        "on the layer size).",
         *gap_notes(ctx.recorder.rows),
     ]
     return Outcome(plots=[plot], notes=notes)
