@@ -96,7 +96,14 @@ def _keep_probability(rate: Any, concrete: float | None) -> Any:
     # doing the subtraction in Python double for a concrete rate keeps that rounding.
     if concrete is not None:
         return 1.0 - concrete
-    return 1 - jnp.asarray(rate)
+    return 1 - _as_float(rate)
+
+
+def _as_float(value: Any) -> jax.Array:
+    value = jnp.asarray(value)
+    if jnp.issubdtype(value.dtype, jnp.floating):
+        return value
+    return value.astype(jnp.result_type(float))
 
 
 def _compute_dtype(dtype: Any) -> Any:
@@ -109,6 +116,8 @@ def _keep_mask(key: Any, keep_prob: Any, shape: Sequence[int], broadcast_dims) -
     dims = _normalize_dims(broadcast_dims, len(shape))
     # A size-1 axis in the drawn mask means one draw shared along that axis: all-or-nothing.
     draw_shape = tuple(1 if i in dims else s for i, s in enumerate(shape))
+    if not isinstance(keep_prob, float):
+        keep_prob = _as_float(keep_prob)
     mask = jax.random.bernoulli(key, keep_prob, draw_shape)
     return jnp.broadcast_to(mask, shape)
 

@@ -253,7 +253,8 @@ def test_property_invariant_and_grad(shape, rate, seed):
 
 
 @settings(max_examples=30, deadline=None)
-@given(keep_prob=st.floats(0.0, 1.0), seed=st.integers(0, 2**31 - 1))
+# Tiny keep_prob would make x * keep_prob subnormal, which XLA on CPU flushes to zero.
+@given(keep_prob=st.one_of(st.just(0.0), st.floats(1e-6, 1.0)), seed=st.integers(0, 2**31 - 1))
 def test_property_vanilla(keep_prob, seed):
     x = _no_zeros()
     y = np.asarray(vanilla_dropout(x, keep_prob, key=jax.random.key(seed)))
