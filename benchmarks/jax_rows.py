@@ -111,18 +111,29 @@ INIT_KEY = 0
 
 
 def init_params(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
-    """Writes the engine's initial weights (key 0) as torch-named arrays for the torch rows."""
+    """Writes the engine's initial weights as torch-named arrays for the torch rows.
+
+    Unprefixed keys: ``jax.random.key(INIT_KEY)`` (the single-model rows); ``seed{s}/`` keys:
+    ``jax.random.key(s)`` for each seed of the sweep preset.
+    """
+    from benchmarks.sweep_rows import grid_runs
     from jaxreg.convert import flax_to_torch
 
     setup()
     ds = _data(dataclasses.replace(workload, train_size=common.BATCH_SIZE, test_size=16))
     train = _make_train(workload, 1, ds)
-    state = train.init(jax.random.key(INIT_KEY), HPARAMS)
-    arrays = {k: np.asarray(v) for k, v in flax_to_torch(state.params).items()}
+
+    def torch_arrays(seed: int) -> dict[str, np.ndarray]:
+        params = train.init(jax.random.key(seed), HPARAMS).params
+        return {k: np.asarray(v) for k, v in flax_to_torch(params).items()}
+
+    arrays = torch_arrays(INIT_KEY)
+    _, seeds = grid_runs(workload.sweep_configs)
+    for seed in sorted(set(seeds)):
+        arrays.update({f"seed{seed}/{k}": v for k, v in torch_arrays(seed).items()})
     np.savez(init_path, **arrays)
-    device0 = jax.devices()[0]
-    gpu = device0.device_kind if jax.default_backend() == "gpu" else None
-    return {"params": {k: list(v.shape) for k, v in arrays.items()}, "machine": {"gpu": gpu}}
+    gpu = jax.devices()[0].device_kind if jax.default_backend() == "gpu" else None
+    return {"params": sorted(arrays), "machine": {"gpu": gpu}}
 
 
 def _memory(rss: common.PeakRSS) -> dict[str, Any]:
@@ -344,7 +355,8 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
         return c
 
     def mask_body(c, i, operands):
-        k1, k2 = jax.random.split(jax.random.fold_in(key, i))
+        (base,) = operands
+        k1, k2 = jax.random.split(jax.random.fold_in(base, i))
         m1 = jax.random.bernoulli(k1, 1 - rates[0], (b, common.LAYERS[0][1]))
         m2 = jax.random.bernoulli(k2, 1 - rates[1], (b, common.LAYERS[1][1]))
         return c + jnp.sum(m1) + jnp.sum(m2)
@@ -358,7 +370,11 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
         "gemms_only": _scan_time(gemm_body, jnp.float32(0), gemm_operands, steps),
         "step_without_dropout": _scan_time(step_body(True), carry, (*data, order), steps),
         "step_with_dropout": _scan_time(step_body(False), carry, (*data, order), steps),
-        "dropout_masks_only": _scan_time(mask_body, jnp.int32(0), (), steps),
+        "dropout_masks_only": _scan_time(mask_body, jnp.int32(0), (key,), steps),
+        # The same masks from XLA's RngBitGenerator instead of threefry: the RNG's share.
+        "dropout_masks_only_rbg": _scan_time(
+            mask_body, jnp.int32(0), (jax.random.key(3, impl="rbg"),), steps
+        ),
         "gather_only": _scan_time(gather_body, jnp.float32(0), (data[0], order), steps),
     }
     parts_ms = {k: v * 1e3 for k, v in seconds.items()}

@@ -18,9 +18,9 @@ SINGLE_ROWS = {
     "jax_scan": "JAX whole epoch in one lax.scan",
 }
 SWEEP_ROWS = {
-    "sweep_jax_vmap": "JAX vmap over 64 configs",
-    "sweep_torch_func": "PyTorch torch.func vmap over 64 configs",
-    "sweep_torch_sequential": "PyTorch eager, configs one after another",
+    "sweep_jax_vmap": "Sweep: JAX vmap over the configs",
+    "sweep_torch_func": "Sweep: PyTorch torch.func vmap over the configs",
+    "sweep_torch_sequential": "Sweep: PyTorch eager, configs one after another",
 }
 
 FAIRNESS = {
@@ -310,8 +310,8 @@ def markdown(results: dict) -> str:
         if "error" in row:
             out.append(f"| {label} | error: {row['error'][:120]} | | | | | | | |")
             continue
-        timing = row.get("epoch") or row.get("config_epoch")
-        suffix = " (per config-epoch)" if name in SWEEP_ROWS else ""
+        timing = _timing(name, row)
+        suffix = f" ({row['configs']} configs; per config-epoch)" if name in SWEEP_ROWS else ""
         acc = row.get("test_acc", row.get("baseline_test_acc"))
         out.append(
             f"| {label}{suffix} | {timing['median_s']:.4f} | {timing['min_s']:.4f}-"
@@ -348,6 +348,11 @@ def markdown(results: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def _timing(name: str, row: dict) -> dict | None:
+    """The per-epoch statistics a row is compared by: per configuration-epoch for sweeps."""
+    return row.get("config_epoch") if name in SWEEP_ROWS else row.get("epoch")
+
+
 def plot(results: dict, path: Path) -> None:
     """Epoch time per row (log scale, min-max whiskers) and achieved GFLOP/s against the peak."""
     import matplotlib
@@ -358,7 +363,7 @@ def plot(results: dict, path: Path) -> None:
     rows = results["rows"]
     labels, medians, lows, highs, gflops = [], [], [], [], []
     for name, label in {**SINGLE_ROWS, **SWEEP_ROWS}.items():
-        timing = rows.get(name, {}).get("epoch") or rows.get(name, {}).get("config_epoch")
+        timing = _timing(name, rows.get(name, {}))
         if not timing:
             continue
         labels.append(label + (" (per config)" if name in SWEEP_ROWS else ""))
@@ -399,3 +404,27 @@ def write(results: dict, out: Path, stem: str, plot_png: bool = True) -> list[Pa
         text += f"\n![epoch times and GFLOP/s]({png_path.name})\n"
     md_path.write_text(text)
     return [json_path, md_path] + ([png_path] if plot_png else [])
+
+
+def write_index(folder: Path, latest: dict[str, Any], latest_md: Path) -> Path:
+    """``README.md`` of the results folder: the latest headline and every results table."""
+    tables = sorted(
+        (p for p in folder.glob("*.md") if p.name != "README.md"),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    speedup, roofline = latest["speedup_vs_torch_eager"], latest["roofline_fraction"]
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (`.venv/bin/python -m benchmarks.run`); newest first.",
+        "",
+        f"Latest: [{latest_md.name}]({latest_md.name}): speedup_vs_torch_eager = "
+        f"{'n/a' if speedup is None else f'{speedup:.2f}'}, roofline_fraction = "
+        f"{'n/a' if roofline is None else f'{roofline:.2f}'}.",
+        "",
+    ]
+    lines += [f"- [{p.name}]({p.name})" for p in tables]
+    path = folder / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -178,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         stem += "-quick"
     paths = report.write(results, Path(out), stem, plot_png=not args.no_plot)
+    if not args.quick and Path(out).resolve() == RESULTS_DIR:
+        paths.append(report.write_index(RESULTS_DIR, results, paths[1]))
     print(report.headline(results))
     for path in paths:
         print(f"[bench] wrote {path}")

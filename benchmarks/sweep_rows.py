@@ -146,3 +146,191 @@ def _sweep_result(
         "note": note,
         **memory,
     }
+
+
+def _torch_data(workload: common.Workload, device):
+    import torch
+
+    from jaxreg.data import load_fashion_mnist
+
+    ds = load_fashion_mnist(
+        workload.data_dir, train_size=workload.train_size, test_size=workload.test_size
+    )
+    return ds, tuple(
+        torch.tensor(a, dtype=dtype, device=device)
+        for a, dtype in (
+            (ds.x_train, torch.float32),
+            (ds.y_train, torch.int64),
+            (ds.x_test, torch.float32),
+            (ds.y_test, torch.int64),
+        )
+    )
+
+
+def torch_sequential(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
+    """The PyTorch way without vmap: one configuration after another, each an eager model.
+
+    Only ``workload.torch_sequential_configs`` runs are trained, one timed epoch each (the first
+    after one untimed warm-up epoch); the sweep's epoch is extrapolated as the median
+    configuration-epoch times the number of configurations.
+    """
+    import torch
+
+    from benchmarks import torch_rows
+
+    dev = torch_rows.setup(device)
+    points, seeds = grid_runs(workload.sweep_configs)
+    _, (x_train, y_train, _, _) = _torch_data(workload, dev)
+    measured = min(workload.torch_sequential_configs, len(points))
+    timed, warm, losses = [], [], []
+    with common.PeakRSS() as rss:
+        for r in range(measured):
+            hp, seed = points[r], seeds[r]
+            model = torch_rows.load_model(
+                init_path, dev, rates=(hp["dropout1"], hp["dropout2"]), prefix=f"seed{seed}/"
+            )
+            # Seed 004's param groups: the optimizer decays the weights, not the biases.
+            weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
+            biases = [p for n, p in model.named_parameters() if not n.endswith("weight")]
+            optimizer = torch.optim.SGD(
+                [
+                    {"params": weights, "weight_decay": hp.get("weight_decay", 0.0)},
+                    {"params": biases, "weight_decay": 0.0},
+                ],
+                lr=hp.get("lr", common.LEARNING_RATE),
+            )
+            step = torch_rows.make_step(model, optimizer)
+            generator = torch.Generator().manual_seed(seed)
+            torch.manual_seed(seed)
+            model.train()
+            for epoch in range(1 + (r == 0) * workload.warmup_epochs):
+                start = time.perf_counter()
+                loss = torch_rows.train_epoch_in_memory(step, x_train, y_train, generator, dev)
+                (warm if r == 0 and epoch < workload.warmup_epochs else timed).append(
+                    time.perf_counter() - start
+                )
+            losses.append(loss)
+    configs = len(points)
+    per_config = common.summarize(timed)
+    return {
+        "configs": configs,
+        "configs_measured": measured,
+        "config_epoch": per_config,
+        "epoch": {k: v * configs if k.endswith("_s") else v for k, v in per_config.items()},
+        "config_epoch_times_s": timed,
+        "warmup_times_s": warm,
+        "compile_s": 0.0,
+        "samples_per_epoch": common.steps_per_epoch(len(x_train)) * common.BATCH_SIZE,
+        "train_loss_last_epoch": losses,
+        "device": str(dev),
+        "note": (
+            f"measured on {measured} of the {configs} configurations (one epoch each) and "
+            f"extrapolated: sweep epoch = median configuration-epoch x {configs}; no accuracy "
+            "(one epoch per configuration)"
+        ),
+        **torch_rows._memory(dev, rss),
+    }
+
+
+def _functional_mlp(params, x, rates, train: bool):
+    """The scratch twin's forward as a function of its parameters, for ``torch.func``.
+
+    ``jaxreg.torch_ref.models.DropoutMLP`` keeps its rates as Python floats (d2l's
+    ``dropout_layer`` branches on them), which ``vmap`` cannot batch; this is the same
+    computation with the rates as tensors: ``relu(x W^T + b)``, then d2l's
+    ``(rand > rate) * h / (1 - rate)``.
+    """
+    import torch
+
+    h = x
+    for i, name in enumerate(("lin1", "lin2", "lin3")):
+        h = torch.nn.functional.linear(h, params[f"{name}.weight"], params[f"{name}.bias"])
+        if i < 2:
+            h = torch.relu(h)
+            if train:
+                h = (torch.rand_like(h) > rates[i]) * h / (1.0 - rates[i])
+    return h
+
+
+def torch_func(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
+    """``torch.func``: the runs' parameters stacked, ``vmap(grad(loss))`` per minibatch.
+
+    Dropout uses ``vmap(randomness="different")``: an independent mask per configuration, from
+    torch's global generator. Shuffling: one permutation per seed and epoch (runs sharing a seed
+    see the same batches, as in the JAX sweep). The SGD update (coupled weight decay on weights
+    only, per-configuration lr) is applied to the stacked tensors in place.
+    """
+    import torch
+    from torch.func import grad_and_value, vmap
+
+    from benchmarks import torch_rows
+
+    dev = torch_rows.setup(device)
+    points, seeds = grid_runs(workload.sweep_configs)
+    _, (x_train, y_train, x_test, y_test) = _torch_data(workload, dev)
+    configs = len(points)
+    with np.load(init_path) as state:
+        names = [k.split("/", 1)[1] for k in state.files if k.startswith(f"seed{seeds[0]}/")]
+        params = {
+            name: torch.stack([torch.tensor(state[f"seed{s}/{name}"]) for s in seeds]).to(dev)
+            for name in names
+        }
+
+    def column(key: str, default: float) -> torch.Tensor:
+        return torch.tensor([p.get(key, default) for p in points], device=dev)
+
+    lr, decay = column("lr", common.LEARNING_RATE), column("weight_decay", 0.0)
+    rates = torch.stack([column("dropout1", 0.0), column("dropout2", 0.0)], dim=1)
+
+    def loss_fn(p, x, y, r):
+        logits = _functional_mlp(p, x, r, train=True)
+        return torch.nn.functional.cross_entropy(logits, y)
+
+    grad_fn = vmap(grad_and_value(loss_fn), randomness="different")
+    torch.manual_seed(0)
+    generators = {s: torch.Generator().manual_seed(s) for s in sorted(set(seeds))}
+    n, b = len(x_train), common.BATCH_SIZE
+    steps = common.steps_per_epoch(n)
+    losses = []
+
+    def run_epoch(_: int) -> None:
+        perms = {s: torch.randperm(n, generator=g)[: steps * b] for s, g in generators.items()}
+        order = torch.stack([perms[s] for s in seeds]).view(configs, steps, b).to(dev)
+        total = torch.zeros(configs, device=dev)
+        for i in range(steps):
+            idx = order[:, i]
+            grads, loss = grad_fn(params, x_train[idx], y_train[idx], rates)
+            with torch.no_grad():
+                for name, p in params.items():
+                    g = grads[name]
+                    if name.endswith("weight"):
+                        g = g + decay.view(-1, 1, 1) * p
+                    p.sub_(lr.view((-1,) + (1,) * (p.dim() - 1)) * g)
+            total += loss.detach()
+        torch_rows.sync(dev)
+        losses.append((total / steps).cpu().numpy())
+
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    with common.PeakRSS() as rss:
+        warm, timed = common.time_epochs(run_epoch, workload.warmup_epochs, workload.sweep_epochs)
+    with torch.no_grad():
+        logits = vmap(lambda p: _functional_mlp(p, x_test, None, train=False))(params)
+        accs = (logits.argmax(-1) == y_test).float().mean(-1).cpu().numpy()
+    return {
+        **_sweep_result(
+            warm,
+            timed,
+            configs,
+            steps * b,
+            accs,
+            compile_s=0.0,
+            memory=torch_rows._memory(dev, rss),
+            losses=losses[-1],
+            note=(
+                "torch.func.vmap(grad_and_value(loss)) over stacked parameters; the model is a "
+                "functional copy of the scratch twin (its Python-float rates cannot be vmapped)"
+            ),
+        ),
+        "device": str(dev),
+    }

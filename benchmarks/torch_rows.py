@@ -68,15 +68,44 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def load_model(init_path: str, device: torch.device) -> torch.nn.Module:
-    """The seed 003 scratch twin, with the shared initial weights, on ``device``."""
+def load_model(
+    init_path: str,
+    device: torch.device,
+    rates: tuple[float, float] = common.DROPOUT,
+    prefix: str = "",
+) -> torch.nn.Module:
+    """The seed 003 scratch twin, with the shared initial weights, on ``device``.
+
+    Args:
+      init_path: the ``.npz`` the ``init`` row wrote (torch parameter names).
+      device: where the model lives.
+      rates: the two drop probabilities.
+      prefix: key prefix in the file (``"seed1/"`` for the sweep's second seed).
+    """
     from jaxreg.torch_ref.models import DropoutMLP
 
     torch.manual_seed(0)
-    model = DropoutMLP(dropout1=common.DROPOUT[0], dropout2=common.DROPOUT[1], style="scratch")
+    model = DropoutMLP(dropout1=rates[0], dropout2=rates[1], style="scratch")
     with np.load(init_path) as state:
-        torch_engine.load_params(model, dict(state))
+        params = {k[len(prefix) :]: state[k] for k in state.files if k.startswith(prefix)}
+        if prefix == "":
+            params = {k: v for k, v in params.items() if "/" not in k}
+    torch_engine.load_params(model, params)
     return model.to(device)
+
+
+def train_epoch_in_memory(step, x_train, y_train, generator, device) -> float:
+    """One shuffled epoch of ``step`` over device-resident data; returns the mean batch loss.
+
+    Losses are summed on the device and read once, at the end: no per-step host sync.
+    """
+    n = len(x_train)
+    total = torch.zeros((), device=device)
+    for index in torch_engine.shuffled_batches(n, common.BATCH_SIZE, generator, drop_last=True):
+        index = index.to(device, non_blocking=True)
+        total += step(x_train[index], y_train[index])
+    sync(device)
+    return float(total) / common.steps_per_epoch(n)
 
 
 def make_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer):
@@ -130,13 +159,8 @@ def _in_memory_row(workload, init_path, device, compile_step: bool) -> dict[str,
     losses = []
 
     def run_epoch(_: int) -> None:
-        total = torch.zeros((), device=device)
         model.train()
-        for index in torch_engine.shuffled_batches(n, common.BATCH_SIZE, generator, drop_last=True):
-            index = index.to(device, non_blocking=True)
-            total += step(x_train[index], y_train[index])
-        sync(device)
-        losses.append(float(total) / common.steps_per_epoch(n))
+        losses.append(train_epoch_in_memory(step, x_train, y_train, generator, device))
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
