@@ -171,7 +171,7 @@ def train_forward(
 def predict(
     params: dict[str, np.ndarray],
     X: np.ndarray,
-    keep_prob: float = 1.0,
+    keep_prob: float | None = None,
     *,
     variant: str = "inverted",
 ) -> np.ndarray:
@@ -185,11 +185,15 @@ def predict(
     Args:
         params: ``W1 b1 W2 b2 W3 b3`` in the column convention.
         X: input, ``(d_in, batch)``.
-        keep_prob: the seed's ``p``; used by ``"vanilla"`` only.
+        keep_prob: the seed's ``p``; required by ``"vanilla"``, ignored by ``"inverted"``.
         variant: ``"vanilla"`` or ``"inverted"``.
 
     Returns:
         The scores, ``(d_out, batch)``.
+
+    Raises:
+        ValueError: for an unknown ``variant``, or ``"vanilla"`` without a ``keep_prob`` in
+            ``[0, 1]``.
 
     Example:
         >>> params = cs231n_params(np.random.default_rng(0))
@@ -197,7 +201,11 @@ def predict(
         (3, 2)
     """
     _check_variant(variant)
-    p = _check_keep_prob(keep_prob, allow_zero=True) if variant == "vanilla" else 1.0
+    p = 1.0
+    if variant == "vanilla":
+        if keep_prob is None:
+            raise ValueError("predict(variant='vanilla') needs keep_prob (the seed's p).")
+        p = _check_keep_prob(keep_prob, allow_zero=True)
     H1 = np.maximum(0, np.dot(params["W1"], X) + params["b1"]) * p
     H2 = np.maximum(0, np.dot(params["W2"], H1) + params["b2"]) * p
     return np.dot(params["W3"], H2) + params["b3"]

@@ -150,3 +150,5 @@ def test_cs231n_errors():
         train_forward(params, X, 0.0, np.random.default_rng(0), variant="inverted")
     with pytest.raises(ValueError, match="keep_prob"):
         predict(params, X, 1.5, variant="vanilla")
+    with pytest.raises(ValueError, match="needs keep_prob"):
+        predict(params, X, variant="vanilla")
