@@ -168,7 +168,12 @@ def dropout_mask(
 
 
 def dropout_with_mask(
-    x: jax.Array, keep_mask: jax.Array, rate: Any, *, formula: str = "torch"
+    x: jax.Array,
+    keep_mask: jax.Array,
+    rate: Any = None,
+    *,
+    formula: str = "torch",
+    keep_prob: Any = None,
 ) -> jax.Array:
     """Inverted dropout with a given keep mask: the deterministic half of :func:`dropout`.
 
@@ -194,13 +199,18 @@ def dropout_with_mask(
         rate: drop probability in ``[0, 1]`` the mask was drawn with; a Python float or a
             (possibly traced) scalar.
         formula: ``"torch"`` (``x * (1 / keep)``) or ``"d2l"`` (``x / keep``).
+        keep_prob: alternatively, the KEEP probability, used as given. Replaying a mask of
+            seed 000's or 002's NumPy code (which take ``keep_prob``) this way is exact for
+            every value, whereas ``rate=1 - keep_prob`` can round ``1 - (1 - keep_prob)`` off
+            ``keep_prob`` by one ulp when ``keep_prob < 0.5``.
 
     Returns:
         An array like ``x``: kept elements scaled by ``1 / (1 - rate)``, the others zero.
 
     Raises:
-        ValueError: if a concrete ``rate`` is outside ``[0, 1]`` or NaN, ``keep_mask`` is not
-            boolean, ``x`` is not floating point, or ``formula`` is unknown.
+        ValueError: if a concrete ``rate`` or ``keep_prob`` is outside ``[0, 1]`` or NaN, both
+            or neither are given, ``keep_mask`` is not boolean or does not broadcast to ``x``,
+            ``x`` is not floating point, or ``formula`` is unknown.
 
     Example:
         >>> import jax.numpy as jnp
@@ -209,7 +219,16 @@ def dropout_with_mask(
     """
     if formula not in _FORMULAS:
         raise ValueError(f"formula must be one of {_FORMULAS}, got {formula!r}.")
-    concrete = _check_probability(rate, "rate")
+    if (rate is None) == (keep_prob is None):
+        raise ValueError(
+            f"dropout_with_mask needs exactly one of rate and keep_prob, got rate={rate!r} and "
+            f"keep_prob={keep_prob!r}."
+        )
+    if keep_prob is not None:
+        concrete_keep = _check_probability(keep_prob, "keep_prob")
+        keep = concrete_keep if concrete_keep is not None else _as_float(keep_prob)
+    else:
+        keep = _keep_probability(rate, _check_probability(rate, "rate"))
     x = jnp.asarray(x)
     _check_floating(x)
     keep_mask = jnp.asarray(keep_mask)
@@ -226,7 +245,7 @@ def dropout_with_mask(
         raise ValueError(
             f"keep_mask of shape {keep_mask.shape} does not broadcast to x's shape {x.shape}."
         )
-    return _apply_keep_mask(x, keep_mask, _keep_probability(rate, concrete), formula)
+    return _apply_keep_mask(x, keep_mask, keep, formula)
 
 
 @functools.partial(jax.jit, static_argnames="formula")

@@ -368,6 +368,14 @@ def test_other_bad_inputs_raise_clear_errors():
         dropout(jnp.ones(3, jnp.int32), 0.5, key=KEY)
     with pytest.raises(ValueError, match="broadcast_dims"):
         dropout(jnp.ones((2, 3)), 0.5, key=KEY, broadcast_dims=(2,))
+    with pytest.raises(ValueError, match="exactly one of rate and keep_prob"):
+        dropout_with_mask(jnp.ones(3), jnp.ones(3, bool))
+    with pytest.raises(ValueError, match="exactly one of rate and keep_prob"):
+        dropout_with_mask(jnp.ones(3), jnp.ones(3, bool), 0.5, keep_prob=0.5)
+    with pytest.raises(ValueError, match=r"keep_prob must be in \[0, 1\], got 1.5"):
+        dropout_with_mask(jnp.ones(3), jnp.ones(3, bool), keep_prob=1.5)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        dropout_with_mask(jnp.ones(3), jnp.ones((2, 3), bool), 0.5)
     with pytest.raises(ValueError, match="formula"):
         dropout_with_mask(jnp.ones(3), jnp.ones(3, bool), 0.5, formula="keras")
     for bad in (0, -1, 2.5, True):

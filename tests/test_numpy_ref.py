@@ -65,6 +65,23 @@ def test_same_mask_same_numbers_as_jaxreg(keep_prob):
         np.testing.assert_array_equal(np.asarray(g), dX)
 
 
+@pytest.mark.parametrize("keep_prob", [0.1, 0.3, 0.45, 0.07])
+def test_keep_prob_replay_is_exact_where_rate_round_trip_is_not(keep_prob):
+    assert 1.0 - (1.0 - keep_prob) != keep_prob
+    layer = NumpyDropout(keep_prob)
+    X = _x(10)
+    out = layer.forward(X, np.random.default_rng(11))
+    dX, _ = layer.backward(_x(12))
+    with jax.enable_x64(True):
+        keep_mask = jnp.asarray(layer.mask != 0)
+        y, vjp = jax.vjp(
+            lambda x: jaxreg.dropout_with_mask(x, keep_mask, keep_prob=keep_prob), jnp.asarray(X)
+        )
+        (g,) = vjp(jnp.asarray(_x(12)))
+        np.testing.assert_array_equal(np.asarray(y), out)
+        np.testing.assert_array_equal(np.asarray(g), dX)
+
+
 def test_numpy_dropout_errors():
     for bad in (0.0, -0.5, 1.5, float("nan")):
         with pytest.raises(ValueError, match=r"keep_prob must be in \(0, 1\]"):
