@@ -179,7 +179,8 @@ def dropout_with_mask(
 
     With ``formula="torch"`` (default) this is PyTorch's CPU arithmetic exactly: ATen computes
     ``noise = bernoulli(1 - p); noise.div_(1 - p); out = x * noise``, i.e. ``x * (1 / keep)``
-    with ``keep = 1 - p`` rounded to ``x``'s dtype and the reciprocal rounded once more. A torch
+    with ``keep = 1 - p`` rounded to ``x``'s dtype (float32 for float16 and bfloat16, as ATen
+    does) and the reciprocal rounded once more. A torch
     mask recovered as ``y != 0`` (from an input without zeros) and replayed here gives a
     bit-identical output and input gradient in float32 and float64, provided ``rate`` is a
     Python float, as ``p`` is in torch (a traced float32 ``rate`` computes ``1 - rate`` in
@@ -188,8 +189,9 @@ def dropout_with_mask(
     ``formula="d2l"`` replays d2l's ``dropout_layer`` (seeds 003, 004): ``mask * X / (1 - p)``,
     a true division instead of a multiplication by the reciprocal.
 
-    A dropped element is ``x * 0`` (so ``inf`` or NaN inputs give NaN, as in torch); ``rate=1``
-    gives zeros and a zero gradient, never ``0 / 0``.
+    With the torch formula a dropped element is ``x * 0`` (so ``inf`` or NaN inputs give NaN,
+    as in torch); with either formula ``rate=1`` gives zeros and a zero gradient, never
+    ``0 / 0``.
 
     PyTorch equivalent: ``F.dropout(x, p, training=True)`` with its random noise fixed.
 
