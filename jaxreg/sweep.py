@@ -34,6 +34,7 @@ import math
 import os
 import sys
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -333,6 +334,27 @@ def _to_host(tree):
     return jax.tree.map(np.asarray, jax.device_get(tree))
 
 
+# Compiled chunk programs per Train, so several sweeps of one config compile once.
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _chunk_function(train: engine.Train, mesh):
+    """``jit(vmap(train.pure))`` over a chunk: data replicated, keys/hparams/metrics sharded."""
+    import jax
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    def _sweep_chunk(data, keys, hp):
+        return jax.vmap(lambda k, h: train.pure(data, k, h).metrics)(keys, hp)
+
+    replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P(AXIS))
+    return jax.jit(
+        _sweep_chunk,
+        in_shardings=(replicated, sharded, sharded),
+        out_shardings=sharded,
+    )
+
+
 def run_sweep(
     train: engine.Train,
     points: Sequence[Mapping[str, Any]],
@@ -418,24 +440,11 @@ def run_sweep(
             chunk_dir.mkdir(parents=True, exist_ok=True)
 
     replicated, sharded = P(), P(AXIS)
-
-    def _sweep_chunk(data, keys, hp):
-        return jax.vmap(lambda k, h: train.pure(data, k, h).metrics)(keys, hp)
-
-    from jax.sharding import NamedSharding
-
-    jitted = jax.jit(
-        _sweep_chunk,
-        in_shardings=(
-            NamedSharding(mesh, replicated),
-            NamedSharding(mesh, sharded),
-            NamedSharding(mesh, sharded),
-        ),
-        out_shardings=NamedSharding(mesh, sharded),
-    )
+    jitted = _chunk_function(train, mesh)
     data = {k: _global_array(mesh, replicated, np.asarray(v)) for k, v in train.data.items()}
-
-    compiled = None
+    cache = _COMPILED.setdefault(train, {})
+    cache_key = (chunk_size, tuple(d.id for d in mesh.devices.flat), tuple(sorted(run_hp)))
+    compiled = cache.get(cache_key)
     compile_s = run_s = 0.0
     results: list[dict[str, np.ndarray]] = []
     resumed = computed = 0
@@ -453,7 +462,7 @@ def run_sweep(
             hp = {k: _global_array(mesh, sharded, v[idx]) for k, v in run_hp.items()}
             if compiled is None:
                 start = time.perf_counter()
-                compiled = jitted.lower(data, keys, hp).compile()
+                compiled = cache[cache_key] = jitted.lower(data, keys, hp).compile()
                 compile_s = time.perf_counter() - start
             start = time.perf_counter()
             out = _to_host(jax.block_until_ready(compiled(data, keys, hp)))
@@ -1089,6 +1098,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     parser.add_argument("--lr", type=float, help="default learning rate (overridden by a grid)")
     parser.add_argument(
+        "--hidden", type=int, help="hidden width(s) of the preset's MLP (default: the seeds' 256)"
+    )
+    parser.add_argument(
         "--chunk-size", type=int, help="runs per compiled call (default: by memory)"
     )
     parser.add_argument("--memory-budget", type=float, help="bytes per device for auto chunks")
@@ -1138,6 +1150,12 @@ def plan_from_args(args) -> tuple[Plan, Any]:
     overrides: dict[str, Any] = {}
     if args.model == "weight-decay-mlp":
         plan.config = _weight_decay_mlp_config()
+    if args.hidden is not None:
+        model = plan.config.model
+        widths = ("num_hiddens1", "num_hiddens2", "num_hidden")
+        overrides["model"] = model.clone(
+            **{w: args.hidden for w in widths if hasattr(model, w)}, parent=None
+        )
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     if args.lr is not None:
