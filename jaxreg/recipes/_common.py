@@ -118,12 +118,13 @@ class RunOptions:
 
 @dataclasses.dataclass
 class RunResult:
-    """What a run produced: its folder, its result rows and their markdown table."""
+    """What a run produced: its folder, its result rows, their markdown table, its notes."""
 
     name: str
     run_dir: Path
     rows: list[dict[str, Any]]
     table: str
+    notes: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -256,7 +257,7 @@ def run_experiment(name: str, options: RunOptions, *, out: str | Path | None = N
         notes=notes,
         command=options.command,
     )
-    return RunResult(name, run_dir, recorder.rows, report.format_table(recorder.rows))
+    return RunResult(name, run_dir, recorder.rows, report.format_table(recorder.rows), notes)
 
 
 MAIN_EXPERIMENTS = ("weight-decay", "dropout")
@@ -278,22 +279,49 @@ def run_main(options: RunOptions) -> RunResult:
     options = dataclasses.replace(options, config_path=None)
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    plots: list[Path] = []
+    sections: list[str] = []
     for name in MAIN_EXPERIMENTS:
         result = run_experiment(name, options, out=run_dir / name)
         rows += result.rows
-        plots += [p.relative_to(run_dir) for p in sorted(result.run_dir.glob("*.png"))]
+        sections.append(f"## {name}\n")
+        sections += result.notes
+        sections += [
+            f"![{p.relative_to(run_dir)}]({p.relative_to(run_dir)})\n"
+            for p in sorted(result.run_dir.glob("*.png"))
+        ]
     wall = time.perf_counter() - start
     report.write_json(run_dir / "results.json", rows)
     report.write_report(
         run_dir,
         "jaxreg main: weight decay and dropout on Fashion-MNIST",
         rows,
-        plots=[],
-        notes=[f"Total wall time {wall:.1f} s."]
-        + [f"![{p}]({p})" for p in plots]
-        + [f"Per-experiment reports: {', '.join(f'{n}/report.md' for n in MAIN_EXPERIMENTS)}."],
+        notes=[
+            f"{machine_description()}. Total wall time {wall:.1f} s.",
+            "`wall s` is each training's run time; for JAX it excludes compilation, which is "
+            "the `compile s` column (0: the compiled function of the previous variant was "
+            "reused, only traced hyperparameters changed). torch's includes everything.",
+            *sections,
+        ],
         command=options.command,
     )
-    table = report.format_table(rows) + f"\n\ntotal wall time {wall:.1f} s"
+    table = report.format_table(rows) + f"\n\n{machine_description()}; total wall time {wall:.1f} s"
     return RunResult("main", run_dir, rows, table)
+
+
+def machine_description() -> str:
+    """Date, host and library versions, for the report a README quotes."""
+    import datetime
+    import os
+    import platform
+
+    from importlib import metadata
+
+    versions = []
+    for package in ("jax", "torch"):
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"no {package}")
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    cpu = platform.processor() or platform.machine()
+    return f"Run {now} on {platform.system()} {cpu}, {os.cpu_count()} CPUs, {', '.join(versions)}"
