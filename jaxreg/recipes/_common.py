@@ -313,7 +313,6 @@ def machine_description() -> str:
     import datetime
     import os
     import platform
-
     from importlib import metadata
 
     versions = []
