@@ -55,6 +55,14 @@ F32_CPU = Tol(
     "x @ W.T, and reductions of up to ~1e3 terms are summed in different orders (observed "
     "errors ~1e-7..1e-6)",
 )
+F32_STEPS = Tol(
+    "f32-steps",
+    5e-5,
+    "float32, 25 optimizer steps from a shared start: each step's ~1e-7 rounding difference in the "
+    "gradients feeds the next step, and Adam's m / (sqrt(v) + eps) divides by the gradient's own "
+    "scale, so coordinates with tiny gradients carry the gradient's relative error (observed "
+    "<= 1.3e-5); float64 stays at 1e-10",
+)
 F32_GPU = Tol(
     "f32-gpu",
     1e-5,
@@ -69,10 +77,12 @@ TF32_DEFAULT = Tol(
 )
 
 
-def base_tol(dtype: str, device: str) -> Tol:
-    """The default tolerance of a forward pass or a single step."""
+def base_tol(dtype: str, device: str, steps: int = 1) -> Tol:
+    """The tolerance of a forward pass or a single step; ``steps > 1``: a short optimizer run."""
     if dtype == "float64":
         return F64
+    if steps > 1:
+        return F32_STEPS
     return F32_GPU if device == "gpu" else F32_CPU
 
 
