@@ -108,6 +108,7 @@ def _make_train(workload: common.Workload, epochs: int, ds=None):
 
 HPARAMS = {"lr": common.LEARNING_RATE, "dropout1": common.DROPOUT[0], "dropout2": common.DROPOUT[1]}
 INIT_KEY = 0
+VMAP_CONFIGS = 8
 
 
 def init_params(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
@@ -337,6 +338,20 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
 
         return body
 
+    # The same step vmapped over VMAP_CONFIGS models (own weights, batches and dropout keys),
+    # as the sweep runs it: per-configuration cost against the single step above.
+    vmapped = jax.vmap(
+        make_step(_model(), optimizer, rates), in_axes=(0, 0, None, None, 0, None, 0)
+    )
+    stack = lambda tree: jax.tree.map(lambda a: jnp.stack([a] * VMAP_CONFIGS), tree)  # noqa: E731
+    orders = jnp.stack([jnp.roll(order, c, axis=1) for c in range(VMAP_CONFIGS)])
+    config_keys = jax.random.split(key, VMAP_CONFIGS)
+
+    def vmapped_body(carry, i, operands):
+        x_all, y_all, orders = operands
+        p, o, _ = vmapped(*carry, x_all, y_all, orders, i, config_keys)
+        return p, o
+
     shapes = []
     for n_in, n_out in common.LAYERS:
         shapes += [(b, n_in, n_out), (b, n_out, n_in), (n_in, b, n_out)]
@@ -350,9 +365,9 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
     gemm_flops = sum(2 * m * k * n for m, k, n in shapes)
 
     def gemm_body(c, i, operands):
-        for a, w in operands:
-            c = c + 1e-30 * jnp.sum(a[i % 2] @ w)
-        return c
+        # The products themselves are the loop state: reducing them (sum of a dot) would let
+        # XLA fuse dot and reduction into one YNNPACK kernel ~3x slower than the step's matmuls.
+        return tuple(a[i % 2] @ w for a, w in operands)
 
     def mask_body(c, i, operands):
         (base,) = operands
@@ -367,7 +382,16 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
 
     carry = (params, optimizer.init(params))
     seconds = {
-        "gemms_only": _scan_time(gemm_body, jnp.float32(0), gemm_operands, steps),
+        "gemms_only": _scan_time(
+            gemm_body, tuple(jnp.zeros((m, n)) for m, _, n in shapes), gemm_operands, steps
+        ),
+        f"step_vmapped_{VMAP_CONFIGS}_per_config": _scan_time(
+            vmapped_body,
+            (stack(params), stack(optimizer.init(params))),
+            (*data, orders),
+            steps,
+        )
+        / VMAP_CONFIGS,
         "step_without_dropout": _scan_time(step_body(True), carry, (*data, order), steps),
         "step_with_dropout": _scan_time(step_body(False), carry, (*data, order), steps),
         "dropout_masks_only": _scan_time(mask_body, jnp.int32(0), (key,), steps),

@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             status = rows[name].get("error") or f"{rows[name]['wall_s']:.1f} s"
             print(f"[bench] {name}: {status}", flush=True)
     machine.update(rows.get("init", {}).get("machine", {}))
+    machine["loadavg_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     results = report.build(machine, workload, rows, wall_s=time.perf_counter() - started)
     out = args.out or (Path("runs/bench-quick") if args.quick else RESULTS_DIR)
     stem = f"{machine_slug(machine)}-{datetime.date.today().isoformat()}"
