@@ -376,7 +376,9 @@ def plot_fit_curves(
     ncols = min(len(epochs), 5) or 1
     nrows = max(math.ceil(len(epochs) / ncols), 1)
     fig, axes = _new_axes(ncols=ncols, nrows=nrows, size=(3.6, 3.0))
-    colors = {label: f"C{i % 10}" for i, label in enumerate(fits)}
+    # One colour per variant; the framework in parentheses only changes the line style.
+    variants = list(dict.fromkeys(label.split(" (")[0] for label in fits))
+    colors = {label: f"C{variants.index(label.split(' (')[0]) % 10}" for label in fits}
     for i, ax in enumerate(axes.flat):
         if i >= len(epochs):
             ax.set_visible(False)

@@ -44,6 +44,7 @@ def run(ctx: Context) -> Outcome:
     key = jax.random.key(ctx.options.seed)
     runner = JaxRunner()
     fits: dict[str, dict] = {}
+    mean_eval: dict[tuple[str, str], float | None] = {}
     bar = ctx.progress(len(cfg["variants"]) * len(ctx.frameworks) * epochs, "overfit")
     for variant in cfg["variants"]:
         name, rate = variant["name"], variant["dropout_rate"]
@@ -103,6 +104,9 @@ def run(ctx: Context) -> Outcome:
             rows["torch"] = (hist, wall, None)
         for fw, (hist, wall, compile_s) in rows.items():
             ctx.recorder.add_history(name, fw, hist)
+            evaluated = [v for v in hist["test_loss"][1:] if np.isfinite(v)]
+            # The last evaluation of a 20-point fit is noisy; compare means over evaluations.
+            mean_eval[(name, fw)] = float(np.mean(evaluated)) if evaluated else None
             ctx.result(
                 variant=name,
                 framework=fw,
@@ -112,6 +116,10 @@ def run(ctx: Context) -> Outcome:
                 wall_s=wall,
                 compile_s=compile_s,
                 seed_figure=variant["seed_figure"],
+                detail=f"mean test loss over the evaluations after epoch 0: "
+                f"{mean_eval[(name, fw)]:.4f}"
+                if evaluated
+                else None,
             )
     bar.close()
     report.write_json(ctx.run_dir / "fits.json", fits)
@@ -132,12 +140,11 @@ def run(ctx: Context) -> Outcome:
             title="overfit (seed 002): JAX solid, torch dashed",
         ),
     ]
-    test = {(r["variant"], r["framework"]): r["test"] for r in ctx.recorder.rows}
     plain = next(v["name"] for v in cfg["variants"] if v["dropout_rate"] is None)
     dropped = next(v["name"] for v in cfg["variants"] if v["dropout_rate"] is not None)
     lower = []
     for fw in ctx.frameworks:
-        loss_drop, loss_plain = test.get((dropped, fw)), test.get((plain, fw))
+        loss_drop, loss_plain = mean_eval.get((dropped, fw)), mean_eval.get((plain, fw))
         if loss_drop is not None and loss_plain is not None and loss_drop < loss_plain:
             lower.append(fw)
     notes = [
@@ -147,6 +154,8 @@ def run(ctx: Context) -> Outcome:
         f"eval mode every {every} epochs and after the last. Both frameworks start from the same "
         "weights.",
         "The seed shows only plots, in which the dropout net's test loss is the lower one; here "
-        f"it is lower in: {', '.join(lower) if lower else 'neither framework'}.",
+        "its mean test loss over the evaluations after epoch 0 is lower in: "
+        f"{', '.join(lower) if lower else 'neither framework'}. With 20 points and different "
+        "dropout masks in the two frameworks, single evaluations differ by a few hundredths.",
     ]
     return Outcome(plots=plots, notes=notes)
