@@ -293,7 +293,8 @@ def test_mc_dropout_predict_matches_a_loop():
 
     key = jax.random.key(9)
     mean, var = mc_dropout_predict(apply_fn, x, key=key, num_samples=6)
-    samples = [apply_fn(x, k) for k in jax.random.split(key, 6)]
+    one_pass = jax.jit(apply_fn)
+    samples = [one_pass(x, k) for k in jax.random.split(key, 6)]
     stacked = np.stack([np.asarray(s["y"]) for s in samples])
     np.testing.assert_allclose(mean["y"], stacked.mean(0), rtol=1e-6)
     np.testing.assert_allclose(var["y"], stacked.var(0), rtol=1e-5, atol=1e-6)
