@@ -88,8 +88,8 @@ def run(ctx: Context) -> Outcome:
         "torch's `torch.norm(p, 2)` on a float32 CPU tensor drifts from the float64 value as "
         "the tensor grows (relative error 4e-5 measured on a 2.4M-element tensor; see `detail` "
         "for the sum over VGG16, dominated by the 102M-element classifier_0), while "
-        "`torch.sum(torch.abs(p))` and jaxreg's sums stay within ~1e-7: the L2 gap between the frameworks is torch's float32 "
-        "norm reduction, not a different formula.",
+        "`torch.sum(torch.abs(p))` and jaxreg's sums stay within ~1e-7: the L2 gap between "
+        "the frameworks is torch's float32 norm reduction, not a different formula.",
         "L2 here is seed 000's SUM OF PER-TENSOR NORMS (`jaxreg.l2_norm_penalty`), not the global "
         "norm and not `l2_penalty`'s half sum of squares.",
     ]
