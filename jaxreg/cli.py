@@ -66,7 +66,8 @@ def _add_run_options(parser: argparse.ArgumentParser, *, framework_default: str)
         "--epochs",
         type=_positive_int,
         default=None,
-        help="epochs (or steps, for activity) instead of the config's",
+        help="epochs instead of the config's (activity: steps; numpy-dropout: trials; "
+        "vgg-norms: ignored)",
     )
     parser.add_argument("--seed", type=_seed, default=0, help="PRNG seed (default: 0)")
     parser.add_argument(
