@@ -314,3 +314,29 @@ def test_sweep_cli_writes_outputs(tmp_path):
     # The same command again resumes: every chunk is read back, nothing is recomputed.
     assert sweep.main(argv) == 0
     assert "1 resumed" in (out / "report.md").read_text()
+
+
+def test_torch_sweep_func_vmap_matches_sequential():
+    pytest.importorskip("torch")
+    from jaxreg.data import synthetic_classification
+    from jaxreg.torch_ref import sweep as torch_sweep
+
+    ds = synthetic_classification(80, 20, num_features=12, noise=0.3, seed=1)
+    # Dropout-free points: the vmapped functional SGD must follow torch.optim.SGD exactly
+    # (80 = 2 batches of 32 + a partial batch of 16; decay on weights only).
+    points = [
+        {"weight_decay": wd, "dropout1": 0.0, "dropout2": 0.0, "lr": lr}
+        for wd, lr in ((0.0, 0.5), (1e-2, 0.1))
+    ]
+    kw = {
+        "epochs": 2,
+        "batch_size": 32,
+        "model_kwargs": {"num_inputs": 12, "num_hiddens1": 8, "num_hiddens2": 8},
+    }
+    seq = torch_sweep.sequential_sweep(ds, points, [0, 3], **kw)
+    fun = torch_sweep.func_sweep(ds, points, [0, 3], **kw)
+    np.testing.assert_allclose(fun["train_loss"], seq["train_loss"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fun["test_acc"], seq["test_acc"], atol=1e-6)
+    assert fun["groups"] == 1
+    with_dropout = torch_sweep.func_sweep(ds, [{"dropout1": 0.5}, {"dropout1": 0.2}], [0], **kw)
+    assert with_dropout["groups"] == 2
