@@ -136,7 +136,7 @@ class RunRecorder:
       >>> import tempfile
       >>> rec = RunRecorder(tempfile.mkdtemp(), "dropout")
       >>> rec.add_history("scratch", "jax", {"test_acc": [0.8, 0.85]})
-      >>> rec.add_result(variant="scratch", framework="jax", metric="accuracy", test=0.85)
+      >>> row = rec.add_result(variant="scratch", framework="jax", metric="accuracy", test=0.85)
       >>> rec.rows[0]["test"]
       0.85
     """
