@@ -292,8 +292,9 @@ class Train:
     un-jitted with the data as an explicit argument, for ``vmap``/``jit`` by :mod:`jaxreg.sweep`.
     """
 
-    def __init__(self, config: TrainConfig, data: Any):
+    def __init__(self, config: TrainConfig, data: Any, batch_mesh: Any = None):
         self.config = config
+        self.batch_mesh = batch_mesh
         arrays = _as_arrays(data)
         self._has = {split for split in ("test", "val") if "x_" + split in arrays}
         n = len(arrays["x_train"])
@@ -309,6 +310,14 @@ class Train:
         )
         self._call_kwargs = _call_kwargs(config.model)
         self.data = self._device_data(arrays)
+        if batch_mesh is not None:
+            if bs % batch_mesh.devices.size:
+                raise ValueError(
+                    f"batch_size={bs}: must be a multiple of the {batch_mesh.devices.size} "
+                    "devices of batch_mesh to shard the batch"
+                )
+            replicated = jax.sharding.NamedSharding(batch_mesh, jax.sharding.PartitionSpec())
+            self.data = jax.device_put(self.data, replicated)
         self._template_x = jnp.zeros((1, *np.shape(arrays["x_train"])[1:]), jnp.float32)
         self._jit_run = jax.jit(self.pure, donate_argnames=("init_state",))
         self._jit_epoch = jax.jit(self._epoch_pure, donate_argnames=("state",))
@@ -488,6 +497,10 @@ class Train:
             params, opt_state, step_i, bad = carry
             idx, row_mask = batch
             xb, yb = data["x_train"][idx], data["y_train"][idx]
+            if self.batch_mesh is not None:
+                # Data parallelism for one large model: GSPMD splits the batch over the mesh
+                # and all-reduces the gradients (torch: DistributedDataParallel).
+                xb, yb, row_mask = self._shard_batch(xb, yb, row_mask)
             dkey = jax.random.fold_in(keys["dropout"], step_i)
 
             def objective(p):
@@ -528,6 +541,11 @@ class Train:
         )
         metrics.update(evaluated)
         return state, metrics
+
+    def _shard_batch(self, *arrays):
+        axis = self.batch_mesh.axis_names[0]
+        spec = jax.sharding.NamedSharding(self.batch_mesh, jax.sharding.PartitionSpec(axis))
+        return tuple(jax.lax.with_sharding_constraint(a, spec) for a in arrays)
 
     def _evaluate(self, data, params, hparams, key) -> dict[str, jax.Array]:
         cfg = self.config
@@ -680,7 +698,7 @@ def _check_hparam(name: str, value: np.ndarray) -> None:
         raise ValueError(f"hparams[{name!r}]={value}: must be >= 0")
 
 
-def make_train(config: TrainConfig, data: Any) -> Train:
+def make_train(config: TrainConfig, data: Any, *, batch_mesh: Any = None) -> Train:
     """Builds the pure, jit-compiled training function of a config (all seeds, 001-004).
 
     PyTorch equivalent: d2l's ``train_ch3(net, train_iter, test_iter, loss, optimizer, epochs)``
@@ -693,6 +711,10 @@ def make_train(config: TrainConfig, data: Any) -> Train:
         :class:`jaxreg.data.FashionMNIST` / ``RegressionData``, a dict, or a tuple. They are put on
         the device once and passed to the compiled function as arguments (never baked in as
         constants).
+      batch_mesh: optional 1-D ``jax.sharding.Mesh``: shard every minibatch over its devices
+        (data parallelism for one large model; the data are replicated on the mesh). The
+        batch size must be a multiple of the device count. Sweeps shard configurations instead
+        (:mod:`jaxreg.sweep`).
 
     Returns:
       A :class:`Train`: ``train(key, hparams=None, init_state=None) -> TrainResult`` (one jit,
@@ -709,4 +731,4 @@ def make_train(config: TrainConfig, data: Any) -> Train:
       >>> float(result.metrics["test_acc"][-1]) > 0.84  # doctest: +SKIP
       True
     """
-    return Train(config, data)
+    return Train(config, data, batch_mesh=batch_mesh)

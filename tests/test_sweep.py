@@ -37,11 +37,11 @@ from jaxreg import data, engine, models, sweep
 POINTS = sweep.grid(dropout1=[0.0, 0.5], lr=[0.1, 0.5])
 SEEDS = [0, 7]
 
-def make():
+def make(batch_mesh=None):
     ds = data.synthetic_classification(96, 32, num_features=12, noise=0.3, seed=0)
     model = models.DropoutMLP(num_inputs=12, num_hiddens1=8, num_hiddens2=8)
     cfg = engine.TrainConfig(model=model, epochs=2, batch_size=32, eval_batch_size=32)
-    return engine.make_train(cfg, ds)
+    return engine.make_train(cfg, ds, batch_mesh=batch_mesh)
 
 def dump(path, result):
     np.savez(path, **result.metrics)
@@ -173,7 +173,7 @@ def _assert_close_to(result_file, swept_result):
     return worst
 
 
-def test_shard_over_4_devices_equals_single_device(tmp_path, swept):
+def test_shard_configs_and_batch_over_4_devices_equals_single_device(tmp_path, swept):
     script = _write_child(
         tmp_path,
         f"""
@@ -183,6 +183,10 @@ def test_shard_over_4_devices_equals_single_device(tmp_path, swept):
         res = sweep.run_sweep(make(), POINTS, SEEDS, chunk_size=4)
         assert res.stats["devices"] == 4, res.stats
         dump({str(tmp_path / "sharded.npz")!r}, res)
+        # One model, its batch of 32 split 8 per device (data parallelism).
+        one = make(batch_mesh=sweep.make_mesh())(jax.random.key(SEEDS[0]), POINTS[1])
+        assert len(one.params["lin1"]["kernel"].sharding.device_set) == 4
+        dump({str(tmp_path / "batch.npz")!r}, one)
         """,
     )
     env = _env(tmp_path, XLA_FLAGS="--xla_force_host_platform_device_count=4")
@@ -192,6 +196,11 @@ def test_shard_over_4_devices_equals_single_device(tmp_path, swept):
     assert proc.returncode == 0, proc.stderr[-3000:]
     # Against the single-device, single-process sweep of the same grid (chunks of 3).
     _assert_close_to(tmp_path / "sharded.npz", swept[0])
+    batch = np.load(tmp_path / "batch.npz")
+    for name in engine.EPOCH_METRICS:
+        np.testing.assert_allclose(
+            batch[name], swept[0].metrics[name][1, 0], rtol=RTOL, atol=ATOL, err_msg=name
+        )
 
 
 def test_resume_after_kill_is_identical(tmp_path):
