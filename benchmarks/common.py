@@ -40,6 +40,9 @@ class Workload:
       epochs: timed epochs per single-model row (the seeds train 10 = 1 warm-up + 9).
       sweep_configs: configurations in the vmapped sweep.
       sweep_epochs: timed epochs per sweep row.
+      sweep_warmup_epochs: untimed sweep epochs first. 0 by default: JAX compiles ahead of
+        time and torch.func is warmed up by a few gradient calls that change no weights, so
+        the sweep's cost (the largest of the run) is not paid twice.
       torch_sequential_configs: configurations the sequential torch sweep really runs; its
         64-configuration epoch is extrapolated from them.
       peak_size: side of the square float32 matmul that measures the roofline.
@@ -52,6 +55,7 @@ class Workload:
     epochs: int = 9
     sweep_configs: int = 64
     sweep_epochs: int = 5
+    sweep_warmup_epochs: int = 0
     torch_sequential_configs: int = 6
     peak_size: int = 4096
     data_dir: str | None = None
@@ -198,3 +202,32 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or denominator in (None, 0) or math.isnan(denominator):
         return None
     return numerator / denominator
+
+
+def cpu_busy_seconds() -> float:
+    """Non-idle CPU seconds of the whole machine since boot, from /proc/stat (0 without it)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for_quiet_cpu(
+    max_wait_s: float = 30.0, busy_below: float = 0.15, window_s: float = 1.0
+) -> float:
+    """Waits (at most ``max_wait_s``) until the machine is idle for one ``window_s`` window.
+
+    Other processes' work skews every timing, PyTorch's spinning OpenMP threads most of all;
+    a row starts once the CPUs were less than ``busy_below`` busy. Returns the seconds waited.
+    """
+    cores = os.cpu_count() or 1
+    start = time.perf_counter()
+    while time.perf_counter() - start < max_wait_s:
+        before = cpu_busy_seconds()
+        time.sleep(window_s)
+        if (cpu_busy_seconds() - before) / (window_s * cores) < busy_below:
+            break
+    return time.perf_counter() - start

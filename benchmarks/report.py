@@ -46,9 +46,15 @@ FAIRNESS = {
         "(234 steps of 256), the DataLoader row keeps it (235 steps, as the seeds)"
     ),
     "warm_up": (
-        "the first epoch of every row is untimed (it holds torch.compile's compilation; JAX "
-        "compiles ahead of time, timed separately as compile_s); the median and spread are over "
-        "the following epochs"
+        "single-model rows: the first epoch is untimed (it holds torch.compile's and the JAX "
+        "engine's compilation, reported as compile_s = first epoch - median epoch; the jitted "
+        "step is compiled ahead of time); sweeps: JAX compiles ahead of time, torch.func runs "
+        "3 gradient calls that change no weights; the median and spread are over the timed "
+        "epochs that follow"
+    ),
+    "torch_compile_cache": (
+        "TORCHINDUCTOR_CACHE_DIR points to a fresh folder in every run, so compile_s is a cold "
+        "compilation (JAX's persistent compilation cache is off by default)"
     ),
     "synchronization": (
         "each epoch's clock stops after jax.block_until_ready (JAX) or "
@@ -367,15 +373,15 @@ def markdown(results: dict) -> str:
         f"{results['peak'].get('method')}).",
         "",
         "| row | epoch median (s) | spread min-max (s) | compile (s) | samples/s | GFLOP/s "
-        "| of peak | peak mem (MB) | test acc |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| of peak | peak mem (MB) | test acc | others' CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, label in {**SINGLE_ROWS, **SWEEP_ROWS}.items():
         row = rows.get(name)
         if row is None:
             continue
         if "error" in row:
-            out.append(f"| {label} | error: {row['error'][:120]} | | | | | | | |")
+            out.append(f"| {label} | error: {row['error'][:120]} | | | | | | | | |")
             continue
         timing = _timing(name, row)
         suffix = f" ({row['configs']} configs; per config-epoch)" if name in SWEEP_ROWS else ""
@@ -385,9 +391,15 @@ def markdown(results: dict) -> str:
             f"{timing['max_s']:.4f} | {f(row.get('compile_s'), '.2f')} | "
             f"{f(row.get('samples_per_s'), ',.0f')} | {f(row.get('gflops'), '.1f')} | "
             f"{f(row.get('roofline_fraction'), '.2f')} | {f(row.get('peak_mem_mb'), '.0f')} | "
-            f"{f(acc, '.4f')} |"
+            f"{f(acc, '.4f')} | {f(row.get('foreign_cpu_fraction'), '.0%')} |"
         )
-    out += ["", f"FLOPs: {results['flop_formula']}.", ""]
+    out += [
+        "",
+        f'FLOPs: {results["flop_formula"]}. Memory: {FAIRNESS["memory"]}. "others\' CPU": '
+        "the share of the machine's CPU time that other processes used while the row ran "
+        "(/proc/stat minus the row's own CPU time); above ~10% the row's timing is inflated.",
+        "",
+    ]
     sweep_lines = []
     for name, label in SWEEP_ROWS.items():
         row = rows.get(name)

@@ -19,6 +19,7 @@ import datetime
 import importlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -63,6 +64,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
             flag = "--" + field.name.replace("_", "-")
             parser.add_argument(flag, type=int, default=None, help=f"override {field.name}")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    parser.add_argument(
+        "--settle-s",
+        type=float,
+        default=None,
+        help="wait up to this long for an idle CPU before each row (default 8, --quick 0)",
+    )
     # Internal: run one row in this process and write its JSON.
     parser.add_argument("--row", help=argparse.SUPPRESS)
     parser.add_argument("--workload", help=argparse.SUPPRESS)
@@ -100,8 +107,19 @@ def _jsonable(value: Any) -> Any:
         return str(value)
 
 
-def run_row(name: str, workload: common.Workload, init_path: str, device: str, tmp: Path) -> dict:
-    """Runs one row in a fresh process; a crash or timeout becomes ``{"error": ...}``."""
+def run_row(
+    name: str,
+    workload: common.Workload,
+    init_path: str,
+    device: str,
+    tmp: Path,
+    settle_s: float = 0.0,
+) -> dict:
+    """Runs one row in a fresh process; a crash or timeout becomes ``{"error": ...}``.
+
+    Waits up to ``settle_s`` for an idle machine first, and records how much CPU other
+    processes took while the row ran (``foreign_cpu_fraction``).
+    """
     result_path = tmp / f"{name}.json"
     command = [
         sys.executable,
@@ -118,6 +136,12 @@ def run_row(name: str, workload: common.Workload, init_path: str, device: str, t
         "--device",
         device,
     ]
+    env = dict(os.environ)
+    # A cold Inductor cache in every run: torch.compile's compile time is then the cost a fresh
+    # clone pays, as JAX's is (its persistent compilation cache is off by default).
+    env["TORCHINDUCTOR_CACHE_DIR"] = str(tmp / "inductor")
+    waited = common.wait_for_quiet_cpu(settle_s) if settle_s > 0 else 0.0
+    before = common.cpu_busy_seconds(), _children_cpu_seconds()
     start = time.perf_counter()
     try:
         proc = subprocess.run(
@@ -126,15 +150,27 @@ def run_row(name: str, workload: common.Workload, init_path: str, device: str, t
             text=True,
             timeout=ROW_TIMEOUT_S,
             cwd=Path(__file__).resolve().parent.parent,
+            env=env,
         )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {ROW_TIMEOUT_S} s", "wall_s": ROW_TIMEOUT_S}
     wall = time.perf_counter() - start
+    busy = common.cpu_busy_seconds() - before[0]
+    own = _children_cpu_seconds() - before[1]
+    noise = {
+        "wall_s": wall,
+        "waited_for_quiet_s": waited,
+        # CPU time that other processes used while this row ran, as a fraction of the machine.
+        "foreign_cpu_fraction": max(busy - own, 0.0) / (wall * (os.cpu_count() or 1)),
+    }
     if proc.returncode != 0 or not result_path.exists():
-        return {"error": f"exit {proc.returncode}", "stderr": proc.stderr[-4000:], "wall_s": wall}
-    result = json.loads(result_path.read_text())
-    result["wall_s"] = wall
-    return result
+        return {"error": f"exit {proc.returncode}", "stderr": proc.stderr[-4000:], **noise}
+    return {**json.loads(result_path.read_text()), **noise}
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def machine_slug(machine: dict[str, Any]) -> str:
@@ -155,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks import report
 
     workload = _workload(args)
+    if args.settle_s is None:
+        args.settle_s = 0.0 if args.quick else 8.0
     names = list(ROWS) if args.rows is None else args.rows.split(",")
     unknown = [n for n in names if n not in ROWS]
     if unknown:
@@ -168,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         init_path = str(Path(tmp) / "init.npz")
         for name in names:
             print(f"[bench] {name} ...", flush=True)
-            rows[name] = run_row(name, workload, init_path, args.device, Path(tmp))
+            rows[name] = run_row(
+                name, workload, init_path, args.device, Path(tmp), settle_s=args.settle_s
+            )
             status = rows[name].get("error") or f"{rows[name]['wall_s']:.1f} s"
             print(f"[bench] {name}: {status}", flush=True)
     machine.update(rows.get("init", {}).get("machine", {}))

@@ -17,6 +17,7 @@ import numpy as np
 from benchmarks import common
 
 PRESET = "fmnist-64"
+WARMUP_CALLS = 3
 
 
 def grid_runs(configs: int) -> tuple[list[dict[str, float]], list[int]]:
@@ -92,7 +93,9 @@ def jax_vmap(workload: common.Workload, init_path: str, device: str = "auto") ->
         losses.append(np.asarray(loss))
 
     with common.PeakRSS() as rss:
-        warm, timed = common.time_epochs(run_epoch, workload.warmup_epochs, workload.sweep_epochs)
+        warm, timed = common.time_epochs(
+            run_epoch, workload.sweep_warmup_epochs, workload.sweep_epochs
+        )
     params = carry["state"][0]
     accs = _jax_accuracy(params, ds)
     return _sweep_result(
@@ -177,6 +180,7 @@ def torch_sequential(workload: common.Workload, init_path: str, device: str = "a
     import torch
 
     from benchmarks import torch_rows
+    from jaxreg.torch_ref import engine as torch_engine
 
     dev = torch_rows.setup(device)
     points, seeds = grid_runs(workload.sweep_configs)
@@ -190,15 +194,12 @@ def torch_sequential(workload: common.Workload, init_path: str, device: str = "a
                 init_path, dev, rates=(hp["dropout1"], hp["dropout2"]), prefix=f"seed{seed}/"
             )
             # Seed 004's param groups: the optimizer decays the weights, not the biases.
-            weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
-            biases = [p for n, p in model.named_parameters() if not n.endswith("weight")]
-            optimizer = torch.optim.SGD(
-                [
-                    {"params": weights, "weight_decay": hp.get("weight_decay", 0.0)},
-                    {"params": biases, "weight_decay": 0.0},
-                ],
-                lr=hp.get("lr", common.LEARNING_RATE),
+            groups = torch_engine.param_groups(
+                model,
+                hp.get("weight_decay", 0.0),
+                [n for n, _ in model.named_parameters() if n.endswith("weight")],
             )
+            optimizer = torch.optim.SGD(groups, lr=hp.get("lr", common.LEARNING_RATE))
             step = torch_rows.make_step(model, optimizer)
             generator = torch.Generator().manual_seed(seed)
             torch.manual_seed(seed)
@@ -259,6 +260,11 @@ def torch_func(workload: common.Workload, init_path: str, device: str = "auto") 
     torch's global generator. Shuffling: one permutation per seed and epoch (runs sharing a seed
     see the same batches, as in the JAX sweep). The SGD update (coupled weight decay on weights
     only, per-configuration lr) is applied to the stacked tensors in place.
+
+    ``jaxreg.torch_ref.sweep.func_sweep`` is not timed here: it vmaps the twin module, whose
+    Python-float rates split this grid into one program per rate pair, it runs on the CPU only,
+    evaluates every epoch and exposes no per-epoch time; this row needs one program for all
+    configurations (as JAX has), per-epoch times, the shared initial weights and CUDA.
     """
     import torch
     from torch.func import grad_and_value, vmap
@@ -310,10 +316,17 @@ def torch_func(workload: common.Workload, init_path: str, device: str = "auto") 
         torch_rows.sync(dev)
         losses.append((total / steps).cpu().numpy())
 
+    # Warm-up: a few gradient evaluations whose results are dropped (no weight changes).
+    warm_index = torch.arange(configs * b, device=dev).view(configs, b) % n
+    for _ in range(WARMUP_CALLS):
+        grad_fn(params, x_train[warm_index], y_train[warm_index], rates)
+    torch_rows.sync(dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     with common.PeakRSS() as rss:
-        warm, timed = common.time_epochs(run_epoch, workload.warmup_epochs, workload.sweep_epochs)
+        warm, timed = common.time_epochs(
+            run_epoch, workload.sweep_warmup_epochs, workload.sweep_epochs
+        )
     with torch.no_grad():
         logits = vmap(lambda p: _functional_mlp(p, x_test, None, train=False))(params)
         accs = (logits.argmax(-1) == y_test).float().mean(-1).cpu().numpy()
