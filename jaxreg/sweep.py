@@ -18,8 +18,25 @@ compiled once and runs as one XLA program per chunk.
   (``diverged_step``); vmapped runs are independent, so the others are unaffected.
 
 Command line: ``jaxreg sweep PRESET [options]`` (``main(argv)`` is the hook ``jaxreg.cli`` calls;
-``python -m jaxreg.sweep`` works too). PyTorch equivalent: a Python loop over configurations,
-or ``torch.func.stack_module_state`` + ``torch.func.vmap`` (see :mod:`jaxreg.torch_ref.sweep`).
+``python -m jaxreg.sweep`` works too), e.g. the 64-configuration Fashion-MNIST sweep (8 lambdas x
+4 dropout rates x 2 seeds)::
+
+    jaxreg sweep fmnist-64 --baseline --chunk-size 16
+
+Several hosts (e.g. GPU nodes with ``jax[cuda]``): start the same command on every host, with a
+shared ``--out`` so that a re-run resumes; process 0 writes the files::
+
+    # host i of N (i = 0 .. N-1), host 0 reachable at node0:1234
+    jaxreg sweep fmnist-64 --coordinator node0:1234 --num-processes N --process-id i \
+        --out /shared/runs/fmnist-64
+    # under SLURM / Open MPI, jax.distributed finds the cluster by itself:
+    srun --ntasks=N --gpus-per-task=1 jaxreg sweep fmnist-64 --distributed --out /shared/runs/x
+
+The configurations are then sharded over every device of every host (the chunk size must be a
+multiple of the global device count); results are gathered to every process.
+
+PyTorch equivalent: a Python loop over configurations, or ``torch.func.stack_module_state`` +
+``torch.func.vmap`` (see :mod:`jaxreg.torch_ref.sweep`).
 """
 
 from __future__ import annotations
@@ -1120,6 +1137,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         action="store_true",
         help="also time one un-vmapped single-model run for the cost ratio",
     )
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="multi-host: jax.distributed.initialize() with cluster auto-detection (SLURM, MPI)",
+    )
     parser.add_argument("--coordinator", help="multi-host: coordinator HOST:PORT")
     parser.add_argument("--num-processes", type=int, help="multi-host: number of processes")
     parser.add_argument("--process-id", type=int, help="multi-host: this process's index")
@@ -1128,7 +1150,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def _init_distributed(args) -> None:
-    if not args.coordinator:
+    if not (args.coordinator or args.distributed):
         return
     import jax
 
@@ -1137,9 +1159,12 @@ def _init_distributed(args) -> None:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     except (AttributeError, ValueError):
         pass
-    jax.distributed.initialize(
-        args.coordinator, num_processes=args.num_processes, process_id=args.process_id
-    )
+    if args.coordinator:
+        jax.distributed.initialize(
+            args.coordinator, num_processes=args.num_processes, process_id=args.process_id
+        )
+    else:
+        jax.distributed.initialize()
 
 
 def plan_from_args(args) -> tuple[Plan, Any]:
