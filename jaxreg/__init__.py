@@ -5,10 +5,17 @@ hyperparameters. ``import jaxreg`` never imports torch; the PyTorch side lives i
 ``jaxreg.torch_ref`` and is imported only on demand.
 """
 
-__version__ = "0.1.0"
-
-# --- penalties, masks, transforms, optimizers ---
+from jaxreg import convert, init, models, nn, numpy_ref
+from jaxreg.convert import flax_to_torch, torch_to_flax
+from jaxreg.dropout import (
+    dropout,
+    dropout_mask,
+    dropout_with_mask,
+    mc_dropout_predict,
+    vanilla_dropout,
+)
 from jaxreg.masks import path_mask, path_to_str, resolve_mask, weights_only
+from jaxreg.optim import torch_adam, torch_adamw, torch_sgd
 from jaxreg.penalties import (
     activity_penalty,
     l1_penalty,
@@ -22,18 +29,42 @@ from jaxreg.transforms import (
     decoupled_weight_decay,
     l1_prox,
 )
-from jaxreg.optim import torch_adam, torch_adamw, torch_sgd
 
-# --- dropout ---
-from jaxreg import nn, numpy_ref
-from jaxreg.dropout import (
-    dropout,
-    dropout_mask,
-    dropout_with_mask,
-    mc_dropout_predict,
-    vanilla_dropout,
-)
+__version__ = "0.1.0"
 
-# --- conversion and initialization ---
-from jaxreg import convert, init, models
-from jaxreg.convert import flax_to_torch, torch_to_flax
+__all__ = [
+    # penalties (seeds 000, 001, 002, 004)
+    "l1_penalty",
+    "l2_penalty",
+    "l2_norm_penalty",
+    "activity_penalty",
+    "select_activations",
+    # masks (seed 004's param groups)
+    "weights_only",
+    "path_mask",
+    "resolve_mask",
+    "path_to_str",
+    # optax transforms and torch-equivalent optimizers
+    "add_l1",
+    "l1_prox",
+    "coupled_weight_decay",
+    "decoupled_weight_decay",
+    "torch_sgd",
+    "torch_adam",
+    "torch_adamw",
+    # dropout (seeds 000-004)
+    "dropout",
+    "dropout_mask",
+    "dropout_with_mask",
+    "vanilla_dropout",
+    "mc_dropout_predict",
+    # torch <-> Flax
+    "torch_to_flax",
+    "flax_to_torch",
+    # submodules
+    "convert",
+    "init",
+    "models",
+    "nn",
+    "numpy_ref",
+]
