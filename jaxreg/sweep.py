@@ -98,7 +98,8 @@ def _split_points(points: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[
     keys = None
     for i, point in enumerate(points):
         point = dict(point)
-        label = str(point.pop("name", _label(point)))
+        name = point.pop("name", None)
+        label = _label(point) if name is None else str(name)
         if keys is None:
             keys = sorted(point)
         elif sorted(point) != keys:

@@ -105,12 +105,13 @@ def test_sweep_whole_grid_compiles_once(swept):
 
 
 def test_sweep_diverged_config_is_marked_and_others_go_on(tiny, swept):
-    points = [{"dropout1": 0.0, "lr": 0.1}, {"dropout1": 0.0, "lr": 1e30}]
+    points = [{"dropout1": 0.0, "lr": 0.1}, {"name": "too fast", "dropout1": 0.0, "lr": 1e30}]
     result = sweep.run_sweep(tiny, points, [0], chunk_size=3)
     assert result.stats["compile_s"] == 0.0  # the chunk program was reused from the grid above
     steps = result.metrics["diverged_step"][:, 0]
     assert steps[0] == -1 and steps[1] >= 0
     assert result.diverged.tolist() == [[False], [True]]
+    assert result.labels == ["dropout1=0, lr=0.1", "too fast"]
     np.testing.assert_array_equal(
         result.metrics["test_loss"][0, 0], swept[0].metrics["test_loss"][0, 0]
     )
