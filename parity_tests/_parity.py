@@ -200,7 +200,8 @@ class Recorder:
         """Per-step comparison of two sequences against a per-step allowed relative error.
 
         Each step's error is ``|ours_k - theirs_k| / max_k |theirs_k|``; it must not exceed
-        ``allowed[k]``. The row reports the worst step, with the allowed value of that step.
+        ``allowed[k]``. The recorded errors and tolerance are those of the step closest to its
+        bound; the tensor label also names the step with the largest error.
         """
         a, b = _as_numpy(ours, "ours"), _as_numpy(theirs, "theirs")
         if a.shape != b.shape or a.ndim != 1 or a.shape != np.shape(allowed):
@@ -211,9 +212,13 @@ class Recorder:
         ratio = step_err / np.maximum(allowed, 1e-300)
         k = int(np.argmax(ratio))
         passed = bool(np.all(step_err <= allowed))
-        max_abs = float(np.abs(a - b).max())
-        self._record(f"{tensor} (worst at step {k})", max_abs, float(step_err.max()), tol,
-                     float(allowed[k]), passed)  # fmt: skip
+        j = int(np.argmax(step_err))
+        label = (
+            f"{tensor} (worst at step {k} of {len(a)}; largest error {step_err[j]:.1e} at step "
+            f"{j}, bound there {allowed[j]:.1e})"
+        )
+        self._record(label, float(abs(a[k] - b[k])), float(step_err[k]), tol, float(allowed[k]),
+                     passed)  # fmt: skip
         if not passed:
             self._fail(f"{tensor} at step {k}", float(abs(a[k] - b[k])), float(step_err[k]),
                        float(allowed[k]), f"{tol.label}: {tol.reason}")  # fmt: skip

@@ -150,6 +150,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             _write_report(device, rows)
         else:
             print("parity: partial run, results/ left unchanged", file=sys.stderr)
+            for r in rows:
+                tol = "-" if r["tol"] is None else f"{r['tol']:.1e}"
+                print(f"  {r['name']} [{r['dtype']}] rel {_fmt(r['max_rel_err'])} tol {tol} "
+                      f"{'pass' if r['passed'] else 'FAIL'} {r['worst_tensor']} "
+                      f"{'; '.join(r['notes'])}", file=sys.stderr)  # fmt: skip
 
 
 _WORKER_COMPLETE: list[bool] = []
