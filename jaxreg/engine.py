@@ -630,7 +630,9 @@ class Train:
         Returns:
           A :class:`TrainResult`.
         """
-        return self._jit_run(self.data, key, self.normalize_hparams(hparams), init_state)
+        return self._jit_run(
+            self.data, key, self.normalize_hparams(hparams), _continuation(init_state)
+        )
 
     def fit(self, key, hparams=None, init_state=None, *, on_epoch=None, progress=None):
         """Same run as calling ``train``, one jitted epoch at a time (for progress and callbacks).
@@ -649,7 +651,7 @@ class Train:
           reassociation.
         """
         hp = self.normalize_hparams(hparams)
-        state = self._jit_init(key, hp, init_state)
+        state = self._jit_init(key, hp, _continuation(init_state))
         history, snaps = [], []
         snap_set = set(self.snapshot_epochs.tolist())
         for epoch in range(self.config.epochs):
@@ -683,6 +685,13 @@ class Train:
 
 
 _KEY_NAMES = ("init", "shuffle", "dropout", "eval")
+
+
+def _continuation(init_state: Any) -> Any:
+    # Only parameters and optimizer state are carried over (and donated), not old metrics.
+    if isinstance(init_state, TrainResult):
+        return TrainState(init_state.params, init_state.opt_state, jnp.int32(0), jnp.int32(-1))
+    return init_state
 
 
 def _check_hparam(name: str, value: np.ndarray) -> None:

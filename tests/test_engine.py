@@ -75,6 +75,11 @@ def test_fit_matches_one_jit_run_and_compiles_epoch_once(tiny):
         fitted.params,
         result.params,
     )
+    # Continuing from a result (seed 004 --faithful trains one network on): it starts where the
+    # first run ended, so its first epoch is better than a fresh first epoch.
+    more = train.fit(jax.random.key(1), DROPOUT_HP, init_state=fitted)
+    assert float(more.metrics["train_loss"][0]) < float(result.metrics["train_loss"][0])
+    assert train._jit_epoch._cache_size() == 1
 
 
 def test_eval_with_dropout_and_activation_variance(tiny, blobs):
