@@ -328,11 +328,10 @@ def _analysis(results: dict, rows: dict) -> dict[str, str]:
                 f"{parts['step_without_dropout']:.3f} ms ({extra_det:+.3f} ms). vmap batches "
                 "the same per-configuration FLOPs (every configuration has its own weights and "
                 "batch), so it saves dispatch and compilation, not arithmetic; the difference "
-                "between the two excesses is what dropout costs under vmap (the batched "
-                "threefry is split into several fusions that materialize uint32 [configs, 256, "
-                "256] intermediates, where the single step fuses it). What would reach the "
-                "target: a mask generator that stays fused when batched (or fewer random bits "
-                "per element), and sharing one minibatch across configurations of a seed."
+                "between the two excesses is what dropout adds under vmap. What would reach the "
+                "target: a cheaper mask generator (the threefry masks are a large share of the "
+                "step; fewer random bits per element), and sharing one minibatch across the "
+                "configurations of a seed."
             )
         notes["sweep_cost"] = text
     return notes

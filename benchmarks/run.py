@@ -212,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
             status = rows[name].get("error") or f"{rows[name]['wall_s']:.1f} s"
             print(f"[bench] {name}: {status}", flush=True)
     machine.update(rows.get("init", {}).get("machine", {}))
+    torch_settings = rows.get("torch_eager", {}).get("settings", {})
+    machine["gpu"] = machine.get("gpu") or torch_settings.get("gpu")
+    machine["torch_settings"] = torch_settings
+    machine["jax_settings"] = rows.get("peak_start", {}).get("settings", {})
     machine["loadavg_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     results = report.build(machine, workload, rows, wall_s=time.perf_counter() - started)
     out = args.out or (Path("runs/bench-quick") if args.quick else RESULTS_DIR)

@@ -52,7 +52,11 @@ def settings() -> dict[str, Any]:
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "cuda": torch.cuda.is_available(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "parallel_backend": torch.__config__.parallel_info().splitlines()[-1].strip(),
+        "parallel_info": [
+            line.strip()
+            for line in torch.__config__.parallel_info().splitlines()
+            if "Library" in line or "MKL-DNN" in line or "backend" in line
+        ],
         "dropout_rng": (
             "torch.rand on the default generator (mt19937 on CPU, Philox on CUDA), "
             "seeded with torch.manual_seed(0); under torch.compile, Inductor's own Philox "
@@ -184,7 +188,11 @@ def _in_memory_row(workload, init_path, device, compile_step: bool) -> dict[str,
 def eager_memory(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
     """Eager PyTorch, the data set resident on the device, batches gathered by index."""
     dev = setup(device)
-    return {**_in_memory_row(workload, init_path, dev, compile_step=False), "device": str(dev)}
+    return {
+        **_in_memory_row(workload, init_path, dev, compile_step=False),
+        "device": str(dev),
+        "settings": settings(),
+    }
 
 
 def compiled(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
