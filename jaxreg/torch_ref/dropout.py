@@ -57,6 +57,13 @@ def _check(variant: str, keep_prob: float) -> None:
         raise ValueError(f"keep_prob={keep_prob!r}: must be in (0, 1]")
 
 
+def _scaled(mask: torch.Tensor, p: float, variant: str, dtype: torch.dtype) -> torch.Tensor:
+    # A bool tensor divided by a Python float promotes to torch's DEFAULT dtype (float32), which
+    # would round 1/p to float32 in a float64 network; NumPy's bool / p is float64.
+    mask = mask.to(dtype)
+    return mask / p if variant == "inverted" else mask
+
+
 def cs231n_train_forward(
     params: dict[str, torch.Tensor],
     X: torch.Tensor,
@@ -91,10 +98,10 @@ def cs231n_train_forward(
     p = keep_prob
     H1 = torch.relu(params["W1"] @ X + params["b1"])
     U1 = torch.rand(H1.shape, generator=generator, device=H1.device) < p
-    H1 = H1 * (U1 / p if variant == "inverted" else U1)
+    H1 = H1 * _scaled(U1, p, variant, H1.dtype)
     H2 = torch.relu(params["W2"] @ H1 + params["b2"])
     U2 = torch.rand(H2.shape, generator=generator, device=H2.device) < p
-    H2 = H2 * (U2 / p if variant == "inverted" else U2)
+    H2 = H2 * _scaled(U2, p, variant, H2.dtype)
     out = params["W3"] @ H2 + params["b3"]
     return out, (U1, U2)
 
