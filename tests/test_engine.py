@@ -286,3 +286,29 @@ def test_no_recompile_logged_between_calls(tiny, caplog):
     with jax.log_compiles(True), caplog.at_level(logging.WARNING):
         train(jax.random.key(5), {"lr": 0.05, "dropout1": 0.1, "dropout2": 0.9})
     assert not [r for r in caplog.records if "Compiling jit(pure)" in r.getMessage()]
+
+
+@pytest.mark.parametrize("loss", ["bce", "nll"])
+def test_bce_and_nll_losses_at_initialization(loss, blobs):
+    # One full-batch step per epoch: epoch 0's train loss is the loss at the initial params.
+    if loss == "bce":
+        model = models.Seed000Net(dropout_rate=0.0)  # train-mode loss == eval-mode loss
+        x = np.asarray(jax.random.uniform(jax.random.key(2), (16, 8)))
+        y = (x[:, 0] > 0.5).astype(np.float32)
+    else:
+        model = models.TwoLayerNet(dim_in=20, dim_hid=8, dropout_rate=0.0)
+        x, y = blobs.x_train[:16], blobs.y_train[:16]
+    cfg = engine.TrainConfig(model=model, loss=loss, batch_size=None, epochs=1, lr=1e-3)
+    train = engine.make_train(cfg, {"x_train": x, "y_train": y, "x_test": x, "y_test": y})
+    params = train.init(jax.random.key(0)).params
+    out = np.asarray(model.apply({"params": params}, x), np.float64)
+    if loss == "bce":
+        p = out[:, 0]
+        expected = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+        acc = np.mean((p > 0.5) == (y > 0.5))
+    else:
+        expected = -np.mean(out[np.arange(16), y])
+        acc = np.mean(out.argmax(1) == y)
+    result = train(jax.random.key(0))
+    np.testing.assert_allclose(result.metrics["train_loss"][0], expected, rtol=1e-5)
+    np.testing.assert_allclose(result.metrics["train_acc"][0], acc, atol=1e-6)
