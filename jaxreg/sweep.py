@@ -42,6 +42,7 @@ PyTorch equivalent: a Python loop over configurations, or ``torch.func.stack_mod
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -51,6 +52,7 @@ import math
 import os
 import sys
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -189,16 +191,12 @@ class SweepResult:
         return rows
 
 
-class _quiet_nan_warnings:
-    def __enter__(self):
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
+@contextlib.contextmanager
+def _quiet_nan_warnings():
+    # Means over seeds of all-NaN columns (diverged or not-evaluated epochs) are expected.
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
+        yield
 
 
 # ----------------------------------------------------------------------------------------------
