@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import importlib.util
 import json
+import math
 import os
 import platform
 import sys
@@ -201,31 +202,55 @@ def _fmt(x) -> str:
     return "-" if x is None else f"{x:.2e}"
 
 
+def _worst(rows: list[dict], dtype: str) -> tuple[float | None, str]:
+    """Largest max rel err over every tensor compared in ``rows`` of ``dtype``."""
+    best, where = None, "-"
+    for r in rows:
+        for c in r.get("checks", []):
+            if r["dtype"] == dtype and (best is None or c["max_rel_err"] > best):
+                best, where = c["max_rel_err"], f"{r['case']}: {c['tensor']}"
+    return best, where
+
+
+def _margin(row: dict) -> float:
+    checks = row.get("checks", [])
+    ratios = [0.0 if c["max_rel_err"] == 0 else (math.inf if c["tol"] == 0 else
+              c["max_rel_err"] / c["tol"]) for c in checks]  # fmt: skip
+    return max(ratios, default=math.inf)
+
+
 def _write_report(device: str, rows: list[dict]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     env = _environment(device)
+    tols: dict[str, str] = {}
+    for r in rows:
+        for c in r.get("checks", []):
+            tols.setdefault(c["tol_label"], c.pop("tol_reason"))
+        r.pop("tol_reason", None)
     families = sorted({r["family"] for r in rows})
     summary = []
     for fam in families:
         fr = [r for r in rows if r["family"] == fam]
-        worst = max(fr, key=lambda r: -1 if r["max_rel_err"] is None else r["max_rel_err"])
+        f32, f32_where = _worst(fr, "float32")
+        f64, f64_where = _worst(fr, "float64")
+        worst_margin = max(fr, key=_margin)
         summary.append(
             {
                 "family": fam,
                 "cases": len(fr),
                 "passed": sum(r["passed"] for r in fr),
-                "largest_rel_err": worst["max_rel_err"],
-                "largest_abs_err": max((r["max_abs_err"] or 0.0) for r in fr),
-                "worst_case": f"{worst['case']} [{worst['dtype']}]",
+                "largest_rel_err_float32": f32,
+                "largest_rel_err_float32_at": f32_where,
+                "largest_rel_err_float64": f64,
+                "largest_rel_err_float64_at": f64_where,
+                "largest_error_over_tolerance": _margin(worst_margin),
+                "largest_error_over_tolerance_at": f"{worst_margin['case']} "
+                f"[{worst_margin['dtype']}]",
             }
         )
-    doc = {"environment": env, "summary": summary, "cases": rows}
+    doc = {"environment": env, "summary": summary, "tolerances": tols, "cases": rows}
     (RESULTS / f"{device}.json").write_text(json.dumps(doc, indent=1, default=float) + "\n")
 
-    tols = {}
-    for r in rows:
-        for c in r.get("checks", []):
-            tols.setdefault(c["tol_label"], c["tol_reason"])
     lines = [
         f"# jaxreg parity report: {device}",
         "",
@@ -235,23 +260,29 @@ def _write_report(device: str, rows: list[dict]) -> None:
         "(`.venv/bin/python -m pytest -q -n 2 parity_tests`).",
         "",
         f"**{sum(r['passed'] for r in rows)} of {len(rows)} cases pass.** Each row compares "
-        "jaxreg (JAX) with the PyTorch reference written to the seed's recipe; the row shows the "
-        "case's worst tensor (largest error relative to its tolerance).",
+        "jaxreg (JAX) with the PyTorch (or seed NumPy) reference written to the seed's recipe "
+        "and shows the case's worst tensor: the largest error relative to its tolerance.",
         "",
         "- max abs err = max |jax - torch|; max rel err = max abs err / max |torch| (absolute "
         "when the torch tensor is all zeros). A case passes when max rel err <= tolerance.",
-        "- Trajectory rows compare each step against a per-step bound (see `traj` below); the "
-        "tolerance shown is the bound at the worst step.",
+        "- Trajectory rows compare every step against a per-step bound (`traj-*` below); the "
+        "tolerance shown is the bound at the step closest to it.",
         "",
         "## Largest error per family",
         "",
-        "| family | cases | passed | largest max rel err | largest max abs err | worst case |",
+        "Over every tensor compared (statistical and trajectory bounds included, see the "
+        "tolerances); the last column is the largest error / tolerance ratio (1 = at the bound).",
+        "",
+        "| family | cases | passed | largest rel err, float32 | largest rel err, float64 "
+        "| largest err / tol |",
         "|---|---|---|---|---|---|",
     ]
     for s in summary:
         lines.append(
-            f"| {s['family']} | {s['cases']} | {s['passed']} | {_fmt(s['largest_rel_err'])} | "
-            f"{_fmt(s['largest_abs_err'])} | {s['worst_case']} |"
+            f"| {s['family']} | {s['cases']} | {s['passed']} | "
+            f"{_fmt(s['largest_rel_err_float32'])} ({s['largest_rel_err_float32_at']}) | "
+            f"{_fmt(s['largest_rel_err_float64'])} ({s['largest_rel_err_float64_at']}) | "
+            f"{s['largest_error_over_tolerance']:.2f} ({s['largest_error_over_tolerance_at']}) |"
         )
     lines += ["", "## Tolerances", ""]
     lines += [f"- `{label}`: {reason}" for label, reason in sorted(tols.items())]

@@ -66,7 +66,8 @@ def case_jax_default_precision(parity, dtype, device):
     theirs = _torch_ops(a, b, x, w, dtype, device)
     tol = TF32_DEFAULT if (device == "gpu" and dtype == "float32") else base_tol(dtype, device)
     if tol is not TF32_DEFAULT:
-        tol = Tol(tol.label, tol.value, f"{tol.reason}; JAX's default is full precision here")
+        tol = Tol(f"{tol.label}-default", tol.value, f"{tol.reason}; JAX's default precision is "
+                  "full precision here (CPU, or float64)")  # fmt: skip
     for name, o, t in zip(("matmul", "conv2d"), ours, theirs, strict=True):
         parity.check(name, o, t, tol)
 
