@@ -156,5 +156,13 @@ def run(ctx: Context) -> Outcome:
         "its mean test loss over the evaluations after epoch 0 is lower in: "
         f"{', '.join(lower) if lower else 'neither framework'}. With 20 points and different "
         "dropout masks in the two frameworks, single evaluations differ by a few hundredths.",
+        "Test loss at the second evaluation -> the last: "
+        + "; ".join(
+            f"{label} {fit['loss'][1]:.4f} -> {fit['loss'][-1]:.4f}"
+            for label, fit in fits.items()
+            if len(fit["loss"]) > 1
+        )
+        + " (a rising test loss while the training loss falls is the over-fitting the seed "
+        "plots).",
     ]
     return Outcome(plots=plots, notes=notes)
