@@ -95,7 +95,9 @@ def _jax_optimizer(kind, kwargs, groups_wd, params, schedule, lr):
 def _run_torch(net, opt, xs, ys, dtype, device, scheduler=None):
     losses = []
     for x, y in zip(xs, ys, strict=True):
-        loss = F.cross_entropy(net(to_torch(x, dtype, device)), torch.from_numpy(y).to(device))
+        loss = F.cross_entropy(
+            net(to_torch(x, dtype, device)), torch.from_numpy(y).to(torch_device(device))
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
