@@ -45,6 +45,9 @@ class Workload:
         the sweep's cost (the largest of the run) is not paid twice.
       torch_sequential_configs: configurations the sequential torch sweep really runs; its
         64-configuration epoch is extrapolated from them.
+      torch_func_configs: configurations the torch.func sweep vmaps over: on 2 CPU cores five
+        64-configuration torch.func epochs alone would exceed the run's 15-minute budget, so
+        its 64-configuration epoch is extrapolated from this spread subset.
       peak_size: side of the square float32 matmul that measures the roofline.
       data_dir: Fashion-MNIST IDX folder (None = the library default).
     """
@@ -57,6 +60,7 @@ class Workload:
     sweep_epochs: int = 5
     sweep_warmup_epochs: int = 0
     torch_sequential_configs: int = 6
+    torch_func_configs: int = 16
     peak_size: int = 4096
     data_dir: str | None = None
 
@@ -69,6 +73,7 @@ QUICK = Workload(
     sweep_configs=8,
     sweep_epochs=2,
     torch_sequential_configs=2,
+    torch_func_configs=4,
     peak_size=1024,
 )
 

@@ -168,13 +168,16 @@ def _accuracy(rows: dict) -> dict[str, Any]:
         if "mean_test_acc" in rows.get(n, {})
     }
     jax_sweep = rows.get("sweep_jax_vmap", {}).get("test_acc_per_config")
-    func_sweep = rows.get("sweep_torch_func", {}).get("test_acc_per_config")
+    func_row = rows.get("sweep_torch_func", {})
+    func_sweep = func_row.get("test_acc_per_config")
     sweep_gap = None
-    if jax_sweep and func_sweep and len(jax_sweep) == len(func_sweep):
+    if jax_sweep and func_sweep:
+        indices = func_row.get("run_indices") or list(range(len(func_sweep)))
+        pairs = [(jax_sweep[i], acc) for i, acc in zip(indices, func_sweep, strict=True)]
         sweep_gap = {
-            "max_abs_diff": max(abs(a - b) for a, b in zip(jax_sweep, func_sweep, strict=True)),
-            "mean_diff_jax_minus_torch": sum(jax_sweep) / len(jax_sweep)
-            - sum(func_sweep) / len(func_sweep),
+            "configs_compared": len(pairs),
+            "max_abs_diff": max(abs(a - b) for a, b in pairs),
+            "mean_diff_jax_minus_torch": sum(a - b for a, b in pairs) / len(pairs),
         }
     return {
         "sweep_jax_vs_torch_func": sweep_gap,
@@ -392,7 +395,11 @@ def markdown(results: dict) -> str:
             out.append(f"| {label} | error: {row['error'][:120]} | | | | | | | | |")
             continue
         timing = _timing(name, row)
-        suffix = f" ({row['configs']} configs; per config-epoch)" if name in SWEEP_ROWS else ""
+        suffix = ""
+        if name in SWEEP_ROWS:
+            measured = row.get("configs_measured", row["configs"])
+            suffix = f" ({row['configs']} configs; per config-epoch"
+            suffix += f"; measured on {measured})" if measured < row["configs"] else ")"
         acc = row.get("test_acc", row.get("baseline_test_acc"))
         out.append(
             f"| {label}{suffix} | {timing['median_s']:.4f} | {timing['min_s']:.4f}-"
@@ -413,9 +420,11 @@ def markdown(results: dict) -> str:
         row = rows.get(name)
         if not row or "config_epoch" not in row:
             continue
+        measured = row.get("configs_measured", row["configs"])
         sweep_lines.append(
-            f"- {label}: {row['configs']} configurations, one sweep epoch "
-            f"{row['sweep_epoch_s']:.2f} s (median), per configuration-epoch "
+            f"- {label}: {row['configs']} configurations"
+            + (f" (measured on {measured}, extrapolated)" if measured < row["configs"] else "")
+            + f", one sweep epoch {row['sweep_epoch_s']:.2f} s (median), per configuration-epoch "
             f"{row['config_epoch']['median_s']:.4f} s"
             + (f", mean test accuracy {row['mean_test_acc']:.4f}" if "mean_test_acc" in row else "")
             + (f" ({row['note']})" if "note" in row else "")
