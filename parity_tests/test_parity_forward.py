@@ -7,6 +7,7 @@ template), and both evaluate the same input. Dropout is off (torch ``.eval()``, 
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -30,6 +31,9 @@ FAMILY = "forward"
 CASES = {
     "seed000_model": (M.Seed000Net(), T.Seed000Net, (16, 8), "normal"),
     "seed000_vgg16": (M.VGG16(), None, (2, 3, 32, 32), "normal"),
+    # VGG16's adaptive average pool on feature maps that 7 does not divide (overlapping windows).
+    "seed000_vgg16_avgpool_3x5": (None, None, (2, 8, 3, 5), "normal"),
+    "seed000_vgg16_avgpool_10x13": (None, None, (2, 8, 10, 13), "normal"),
     "seed001_mlp": (M.ActivityMLP(), T.ActivityMLP, (4, 128), "uniform"),
     "seed001_two_layer_net": (M.TwoLayerNet(), T.TwoLayerNet, (8, 1, 28, 28), "uniform"),
     "seed002_net_overfitting": (M.RegressionNet(), T.RegressionNet, (20, 1), "linspace"),
@@ -63,6 +67,12 @@ def _input(shape, sampler, dtype):
 def test_forward(case, dtype, device, parity):
     flax_model, factory, shape, sampler = CASES[case]
     x = _input(shape, sampler, dtype)
+    if flax_model is None:
+        with torch.no_grad():
+            theirs = torch.nn.AdaptiveAvgPool2d((7, 7))(to_torch(x, dtype, device))
+        ours = M.adaptive_avg_pool2d(to_jax(x.transpose(0, 2, 3, 1), dtype), (7, 7))
+        parity.check("output", jnp.transpose(ours, (0, 3, 1, 2)), theirs, base_tol(dtype, device))
+        return
     if case == "seed000_vgg16":
         # functional_call runs the cached float32 skeleton with the case's tensors (float64 and/or
         # on the GPU); the 138M parameters exist at most three times at once.

@@ -134,6 +134,15 @@ def test_adaptive_avg_pool_window_formula(size):
     np.testing.assert_allclose(ours, _manual_adaptive_pool(x, 7), rtol=1e-6, atol=1e-6)
 
 
+def test_adaptive_avg_pool_matches_torch():
+    torch = pytest.importorskip("torch")
+    for h, w in [(1, 1), (3, 5), (8, 7), (10, 13), (14, 14)]:
+        x = np.random.default_rng(h * w).standard_normal((2, 3, h, w)).astype(np.float32)
+        theirs = torch.nn.AdaptiveAvgPool2d((7, 7))(torch.from_numpy(x)).numpy()
+        ours = models.adaptive_avg_pool2d(jnp.asarray(x.transpose(0, 2, 3, 1)), (7, 7))
+        np.testing.assert_allclose(np.transpose(ours, (0, 3, 1, 2)), theirs, rtol=1e-6, atol=1e-6)
+
+
 def test_dropout_off_by_default_and_on_in_training():
     model = models.TwoLayerNet()
     x = jax.random.normal(jax.random.key(0), (8, 784))
