@@ -27,6 +27,20 @@ DROPOUT = (0.2, 0.5)
 # states, not the minimum work.
 FLOPS_PER_EXAMPLE = 2 * 3 * sum(i * o for i, o in LAYERS)
 FLOP_FORMULA = "2*3*B*(784*256 + 256*256 + 256*10) per step (matmuls of forward + backward)"
+# What both frameworks really execute: neither computes the gradient of the input images
+# (autograd and jax.grad skip it), so the first layer's dX matmul is not run.
+EXECUTED_FLOPS_PER_EXAMPLE = FLOPS_PER_EXAMPLE - 2 * LAYERS[0][0] * LAYERS[0][1]
+
+
+def step_gemm_shapes(batch: int = BATCH_SIZE) -> list[tuple[int, int, int]]:
+    """(m, k, n) of the matmuls one training step executes: per Linear forward, dW and (but
+    for the first layer) dX."""
+    shapes = []
+    for layer, (n_in, n_out) in enumerate(LAYERS):
+        shapes += [(batch, n_in, n_out), (n_in, batch, n_out)]
+        if layer > 0:
+            shapes.append((batch, n_out, n_in))
+    return shapes
 
 
 @dataclasses.dataclass(frozen=True)

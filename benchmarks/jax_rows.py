@@ -309,7 +309,7 @@ def _scan_time(body, carry, operands, steps: int, repeats: int = 5) -> float:
 def profile(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
     """Times the parts of one training step, each run N times inside one compiled scan.
 
-    Parts: the step's nine matmuls alone (forward, and dX, dW of backward, per layer); the step
+    Parts: the step's eight executed matmuls alone (forward, dW, and dX but for layer 1); the step
     without dropout; the real step (dropout 0.2 / 0.5); the two dropout masks alone; the
     minibatch gather alone. The differences say where an epoch's time goes beyond the matmuls.
     """
@@ -358,9 +358,7 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
 
         return body
 
-    shapes = []
-    for n_in, n_out in common.LAYERS:
-        shapes += [(b, n_in, n_out), (b, n_out, n_in), (n_in, b, n_out)]
+    shapes = common.step_gemm_shapes(b)
     keys = jax.random.split(jax.random.key(4), 2 * len(shapes))
     # Two left operands per matmul, picked by the step index: the matmuls depend on the loop
     # counter, so none is loop-invariant.
@@ -369,11 +367,23 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
         for j, (m, k, n) in enumerate(shapes)
     ]
     gemm_flops = sum(2 * m * k * n for m, k, n in shapes)
+    # The same matmuls at 4x the batch: how much of the gap to the peak is their size.
+    big_shapes = common.step_gemm_shapes(4 * b)
+    big_operands = [
+        (jax.random.normal(keys[2 * j], (2, m, k)), jax.random.normal(keys[2 * j + 1], (k, n)))
+        for j, (m, k, n) in enumerate(big_shapes)
+    ]
 
     def gemm_body(c, i, operands):
         # The products themselves are the loop state: reducing them (sum of a dot) would let
-        # XLA fuse dot and reduction into one YNNPACK kernel ~3x slower than the step's matmuls.
-        return tuple(a[i % 2] @ w for a, w in operands)
+        # XLA fuse dot and reduction into one YNNPACK kernel ~3x slower than the step's
+        # matmuls. Each product picks its operand through the previous one, so they run one
+        # after another, as in the step, instead of competing for the cores.
+        products, j = [], i
+        for a, w in operands:
+            products.append(a[j % 2] @ w)
+            j = j + (products[-1][0, 0] > 1e30).astype(j.dtype)
+        return tuple(products)
 
     def mask_body(c, i, operands):
         (base,) = operands
@@ -414,12 +424,20 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
         ),
         "gather_only": _scan_time(gather_body, jnp.float32(0), (data[0], order), steps),
     }
+    big_s = _scan_time(
+        gemm_body,
+        tuple(jnp.zeros((m, n)) for m, _, n in big_shapes),
+        big_operands,
+        max(steps // 4, 1),
+    )
     parts_ms = {k: v * 1e3 for k, v in seconds.items()}
     return {
         "parts_ms": parts_ms,
         "gemm_ms": parts_ms["gemms_only"],
         "gemm_gflops": gemm_flops / seconds["gemms_only"] / 1e9,
+        "gemm_gflops_batch_1024": 4 * gemm_flops / big_s / 1e9,
         "step_gflops": common.FLOPS_PER_EXAMPLE * b / seconds["step_with_dropout"] / 1e9,
+        "gemm_flops_per_step": gemm_flops,
         "steps_per_measure": steps,
         "method": (
             f"each part {steps} times ({steps // 4} for the vmapped ones) in one jit(lax.scan), "

@@ -303,10 +303,7 @@ def gemms(workload: common.Workload, init_path: str, device: str = "auto") -> di
     Explains the eager rows: an epoch can be no faster than its GEMMs at these small shapes.
     """
     dev = setup(device)
-    b = common.BATCH_SIZE
-    shapes = []
-    for n_in, n_out in common.LAYERS:
-        shapes += [(b, n_in, n_out), (b, n_out, n_in), (n_in, b, n_out)]
+    shapes = common.step_gemm_shapes()
     operands = [
         (torch.randn(m, k, device=dev), torch.randn(k, n, device=dev)) for m, k, n in shapes
     ]
