@@ -128,7 +128,7 @@ def cs231n_predict(
         >>> P = {"W1": torch.ones(3, 2), "b1": torch.zeros(3, 1), "W2": torch.ones(3, 3),
         ...      "b2": torch.zeros(3, 1), "W3": torch.ones(1, 3), "b3": torch.zeros(1, 1)}
         >>> cs231n_predict(P, torch.ones(2, 1), 0.5, variant="vanilla").item()
-        9.0
+        4.5
     """
     _check(variant, keep_prob)
     p = keep_prob if variant == "vanilla" else 1.0

@@ -330,7 +330,7 @@ def torchvision_init_(module: nn.Module) -> nn.Module:
         ``module``.
 
     Example:
-        >>> float(torchvision_init_(nn.Linear(3, 2)).bias.abs().sum())
+        >>> float(torchvision_init_(nn.Linear(3, 2)).bias.detach().abs().sum())
         0.0
     """
     for m in module.modules():
