@@ -295,21 +295,31 @@ def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _save_chunk(path: Path, fingerprint: str, runs: np.ndarray, metrics: dict[str, np.ndarray]):
+def _save_chunk(
+    path: Path, fingerprint: str, runs: np.ndarray, metrics: dict[str, np.ndarray], seconds: float
+):
     buf = io.BytesIO()
-    np.savez(buf, __fingerprint__=np.array(fingerprint), __runs__=runs, **metrics)
+    np.savez(
+        buf,
+        __fingerprint__=np.array(fingerprint),
+        __runs__=runs,
+        __seconds__=np.array(seconds),
+        **metrics,
+    )
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _load_chunk(path: Path, fingerprint: str, runs: np.ndarray) -> dict[str, np.ndarray] | None:
-    """A finished chunk's metrics, or None if missing, unreadable or from another sweep."""
+def _load_chunk(path: Path, fingerprint: str, runs: np.ndarray):
+    """``(metrics, compute seconds)`` of a finished chunk, or None if missing, unreadable or
+    from another sweep."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
             if str(z["__fingerprint__"]) != fingerprint or not np.array_equal(z["__runs__"], runs):
                 return None
-            return {k: z[k] for k in z.files if not k.startswith("__")}
+            seconds = float(z["__seconds__"]) if "__seconds__" in z.files else float("nan")
+            return {k: z[k] for k in z.files if not k.startswith("__")}, seconds
     except Exception:  # noqa: BLE001 - any unreadable file counts as unfinished
         return None
 
@@ -464,12 +474,15 @@ def run_sweep(
     compile_s = run_s = 0.0
     results: list[dict[str, np.ndarray]] = []
     resumed = computed = 0
+    # Compute time of every chunk, also those finished in an earlier (interrupted) session.
+    chunk_seconds: list[tuple[int, float]] = []
     for c in range(num_chunks):
         runs = np.arange(c * chunk_size, min((c + 1) * chunk_size, n_runs))
         path = chunk_dir / _CHUNK_FMT.format(c) if chunk_dir is not None else None
         loaded = _load_chunk(path, fingerprint, runs) if (resume and path is not None) else None
         if loaded is not None:
-            results.append(loaded)
+            results.append(loaded[0])
+            chunk_seconds.append((len(runs), loaded[1]))
             resumed += 1
         else:
             # The last chunk repeats its final run to the full size: same shapes, same executable.
@@ -482,11 +495,13 @@ def run_sweep(
                 compile_s = time.perf_counter() - start
             start = time.perf_counter()
             out = _to_host(jax.block_until_ready(compiled(data, keys, hp)))
-            run_s += time.perf_counter() - start
+            seconds = time.perf_counter() - start
+            run_s += seconds
+            chunk_seconds.append((len(runs), seconds))
             chunk_metrics = {k: v[: len(runs)] for k, v in out.items()}
             computed += len(runs)
             if path is not None and writer:
-                _save_chunk(path, fingerprint, runs, chunk_metrics)
+                _save_chunk(path, fingerprint, runs, chunk_metrics, seconds)
             results.append(chunk_metrics)
         if progress is not None:
             progress.update(len(runs))
@@ -499,9 +514,12 @@ def run_sweep(
         )
         for k in results[0]
     }
+    timed = [(n, t) for n, t in chunk_seconds if np.isfinite(t)]
     stats = {
         "compile_s": compile_s,
-        "run_s": run_s,
+        "run_s_session": run_s,
+        "run_s": sum(t for _, t in timed),
+        "timed_runs": sum(n for n, _ in timed),
         "chunk_size": chunk_size,
         "num_chunks": num_chunks,
         "resumed_chunks": resumed,
@@ -518,12 +536,19 @@ def run_sweep(
 # Single-model baseline (for the cost-per-configuration-epoch comparison)
 # ----------------------------------------------------------------------------------------------
 def time_single_run(
-    train: engine.Train, point: Mapping[str, Any], seed: int = 0
-) -> dict[str, float]:
-    """Times one un-vmapped ``train(key, hparams)`` run after compiling it (the baseline).
+    train: engine.Train, point: Mapping[str, Any], seed: int = 0, repeats: int = 2
+) -> dict[str, Any]:
+    """Times an un-vmapped ``train(key, hparams)`` run after compiling it (the baseline).
+
+    Args:
+      train: the sweep's ``Train``.
+      point: the hyperparameters of the run.
+      seed: its seed.
+      repeats: timed runs (on a shared machine single timings are noisy).
 
     Returns:
-      ``{"compile_s", "run_s", "epoch_s"}`` (``epoch_s`` = run seconds / epochs).
+      ``{"compile_s", "run_s", "epoch_s", "epoch_s_each"}``: ``run_s`` and ``epoch_s`` are means
+      over the repeats.
     """
     import jax
 
@@ -532,10 +557,19 @@ def time_single_run(
     start = time.perf_counter()
     compiled = jax.jit(train.pure).lower(train.data, key, hp, None).compile()
     compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    jax.block_until_ready(compiled(train.data, key, hp, None))
-    run_s = time.perf_counter() - start
-    return {"compile_s": compile_s, "run_s": run_s, "epoch_s": run_s / train.config.epochs}
+    each = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(train.data, key, hp, None))
+        each.append(time.perf_counter() - start)
+    run_s = float(np.mean(each))
+    epochs = train.config.epochs
+    return {
+        "compile_s": compile_s,
+        "run_s": run_s,
+        "epoch_s": run_s / epochs,
+        "epoch_s_each": [t / epochs for t in each],
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -742,7 +776,7 @@ def write_outputs(
     out.mkdir(parents=True, exist_ok=True)
     epochs = result.epochs
     n_runs = len(result.points) * len(result.seeds)
-    computed = result.stats.get("computed_runs", n_runs)
+    computed = result.stats.get("timed_runs", n_runs)
     cost = result.stats["run_s"] / (computed * epochs) if computed else float("nan")
     timing = {**result.stats, "configuration_epoch_s": cost}
     if baseline:
@@ -790,15 +824,17 @@ def write_outputs(
         f"{result.stats['processes']} process(es).",
         "",
         f"- compile: {result.stats['compile_s']:.1f} s (once for the whole grid)",
-        f"- run: {result.stats['run_s']:.1f} s for {computed} runs -> "
+        f"- run: {result.stats['run_s']:.1f} s of compute for {computed} runs (chunk times "
+        f"recorded in the checkpoints, earlier sessions included) -> "
         f"**{1e3 * cost:.1f} ms per configuration-epoch**",
     ]
     if baseline:
+        each = ", ".join(f"{1e3 * t:.0f}" for t in baseline.get("epoch_s_each", []))
         lines.append(
             f"- single model, same recipe, un-vmapped: {1e3 * baseline['epoch_s']:.1f} ms per "
-            "epoch "
-            f"-> the sweep costs **{cost / baseline['epoch_s']:.2f}x** a single model's epoch per "
-            f"configuration ({baseline['epoch_s'] / cost:.1f}x throughput)"
+            f"epoch (runs: {each} ms) -> the sweep costs **{cost / baseline['epoch_s']:.2f}x** "
+            f"a single model's epoch per configuration ({baseline['epoch_s'] / cost:.2f}x "
+            "throughput)"
         )
     lines += [
         "",
