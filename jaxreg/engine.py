@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxreg import masks, penalties
+from jaxreg import masks, optim, penalties
 
 LOSSES = ("cross_entropy", "nll", "mse", "bce")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -417,8 +417,6 @@ class Train:
         return self.config.model.apply({"params": params}, x, rngs={"dropout": key}, **kwargs)
 
     def _optimizer(self, hp, params) -> optax.GradientTransformation:
-        from jaxreg import optim
-
         cfg = self.config
         mask = _resolve(cfg.decay_mask, params)
         if cfg.optimizer == "sgd":
