@@ -2,8 +2,8 @@
 
 Usage::
 
-    .venv/bin/python -m benchmarks.run            # the full run (about 10 minutes on 2 cores)
-    .venv/bin/python -m benchmarks.run --quick    # a smoke run on a slice (about 2 minutes)
+    .venv/bin/python -m benchmarks.run            # the full run (under 15 minutes on 2 cores)
+    .venv/bin/python -m benchmarks.run --quick    # a smoke run on a slice (a few minutes)
 
 Every row runs in a fresh Python process, so that one framework's thread pools, allocator and
 compiled caches never share a process with the other's, and the peak-memory figure is that
@@ -57,7 +57,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="short smoke run on a data slice")
     parser.add_argument("--out", type=Path, default=None, help="results folder")
     parser.add_argument("--rows", default=None, help="comma-separated subset of: " + ",".join(ROWS))
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="torch device (auto: CUDA when available); JAX uses its default backend",
+    )
     parser.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX folder")
     for field in dataclasses.fields(common.Workload):
         if field.name != "data_dir":
@@ -232,5 +237,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONHASHSEED", "0")
     sys.exit(main())
