@@ -49,7 +49,7 @@ ROWS: dict[str, tuple[str, str]] = {
     "peak_end": ("benchmarks.jax_rows", "peak"),
 }
 
-ROW_TIMEOUT_S = 600
+ROW_TIMEOUT_S = 900
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
