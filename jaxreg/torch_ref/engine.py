@@ -32,17 +32,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# The per-epoch metric names shared with jaxreg.engine (see report.METRIC_LABELS).
-METRICS = (
-    "train_loss",
-    "train_objective",
-    "train_acc",
-    "test_loss",
-    "test_acc",
-    "param_norm",
-    "weight_norm",
-    "zero_fraction",
-)
+from jaxreg.engine import EPOCH_METRICS
+
+# The per-epoch metric names are jaxreg.engine's, so the two frameworks' histories line up.
+METRICS = EPOCH_METRICS
 
 
 THREADS_ENV = "JAXREG_TORCH_THREADS"
