@@ -100,6 +100,9 @@ def _is_predicate(mask: Any) -> bool:
 def resolve_mask(mask: Mask, tree: Any) -> Any:
     """Turns any accepted mask form into a pytree of Python bools matching ``tree``.
 
+    Every ``mask=`` argument in jaxreg goes through here. PyTorch equivalent: choosing which
+    tensors go into which optimizer param group (seed 004 decays ``W1`` and ``W2`` only).
+
     Args:
       mask: ``None`` (every leaf), a pytree of bools with the structure of ``tree`` or a
         prefix of it, or a predicate ``fn(path: str) -> bool`` on each leaf's

@@ -193,7 +193,9 @@ def select_activations(
     A name selects every array whose path, with the sow tuple index removed, equals the
     name or ends with ``"/" + name``: ``"layer1_out"`` finds
     ``intermediates/layer1_out/0`` and ``Dense_0/__call__`` finds what
-    ``capture_intermediates=True`` recorded for ``Dense_0``.
+    ``capture_intermediates=True`` recorded for ``Dense_0``. PyTorch equivalent: returning
+    the activations from ``forward`` (seed 001's ``MLP`` returns ``layer1_out, layer2_out``)
+    or a forward hook. Seed: 001.
 
     Args:
       intermediates: the mutable collection returned by ``model.apply(...,

@@ -265,7 +265,8 @@ def decoupled_weight_decay(
     ``torch.optim.AdamW``'s ``p *= 1 - lr * weight_decay`` (multiplied by the learning
     rate, as torch does, unlike ``optax.adamw``'s ``add_decayed_weights`` which precedes
     the ``-lr`` scaling and so is also multiplied by it). With plain SGD it equals
-    :func:`coupled_weight_decay`; with Adam it does not.
+    :func:`coupled_weight_decay`; with Adam it does not. Seeds: 002 and 004 use the coupled
+    form (torch SGD ``weight_decay``); this is its decoupled counterpart.
 
     Args:
       weight_decay: strength >= 0: a float, a traced scalar or a schedule.
