@@ -29,7 +29,7 @@ data:
 	else echo "note: no apt-get; put the Fashion-MNIST IDX files in a folder and pass --data-dir"; fi
 
 test: setup
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) tests parity_tests
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --doctest-modules jaxreg tests parity_tests
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow tests parity_tests
