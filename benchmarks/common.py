@@ -54,6 +54,8 @@ class Workload:
       epochs: timed epochs per single-model row (the seeds train 10 = 1 warm-up + 9).
       sweep_configs: configurations in the vmapped sweep.
       sweep_epochs: timed epochs per sweep row.
+      sweep_chunk: runs per compiled call in the chunked JAX sweep row (8 configurations'
+        weights and gradients fit in this machine's caches; 64 do not).
       sweep_warmup_epochs: untimed sweep epochs first. 0 by default: JAX compiles ahead of
         time and torch.func is warmed up by a few gradient calls that change no weights, so
         the sweep's cost (the largest of the run) is not paid twice.
@@ -73,6 +75,7 @@ class Workload:
     sweep_configs: int = 64
     sweep_epochs: int = 5
     sweep_warmup_epochs: int = 0
+    sweep_chunk: int = 8
     torch_sequential_configs: int = 6
     torch_func_configs: int = 16
     peak_size: int = 4096
@@ -88,6 +91,7 @@ QUICK = Workload(
     sweep_epochs=2,
     torch_sequential_configs=2,
     torch_func_configs=4,
+    sweep_chunk=4,
     peak_size=1024,
 )
 

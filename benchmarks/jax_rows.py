@@ -242,7 +242,7 @@ def jitted_step(workload: common.Workload, init_path: str, device: str = "auto")
         perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
         return perm[: steps * b].reshape(steps, b)
 
-    key = jax.random.key(1)
+    key, dropout_key = jax.random.split(jax.random.key(1))
     order0 = epoch_order(key, 0)
     start = time.perf_counter()
     lowered = step.lower(params, opt_state, x_all, y_all, order0, 0, key)
@@ -253,10 +253,12 @@ def jitted_step(workload: common.Workload, init_path: str, device: str = "auto")
 
     def run_epoch(epoch: int) -> None:
         order = epoch_order(key, epoch)
+        # The step folds its index into this key: a new key per epoch, new masks every step.
+        epoch_key = jax.random.fold_in(dropout_key, epoch)
         p, o = state["params"], state["opt_state"]
         total = jnp.float32(0)
         for i in range(steps):
-            p, o, loss = compiled(p, o, x_all, y_all, order, i, key)
+            p, o, loss = compiled(p, o, x_all, y_all, order, i, epoch_key)
             total = total + loss
         jax.block_until_ready((p, total))
         state["params"], state["opt_state"] = p, o
@@ -339,13 +341,12 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
 
         return body
 
-    # The same step vmapped over VMAP_CONFIGS models (own weights, batches and dropout keys),
-    # as the sweep runs it: per-configuration cost against the single step above.
-    stack = lambda tree: jax.tree.map(lambda a: jnp.stack([a] * VMAP_CONFIGS), tree)  # noqa: E731
-    orders = jnp.stack([jnp.roll(order, c, axis=1) for c in range(VMAP_CONFIGS)])
-    config_keys = jax.random.split(key, VMAP_CONFIGS)
-
-    def vmapped_body(deterministic):
+    def vmapped_seconds(configs: int, deterministic: bool = False) -> float:
+        """Per configuration and step: the step vmapped over ``configs`` models (own weights,
+        batches and dropout keys), as the sweep runs it."""
+        stack = lambda tree: jax.tree.map(lambda a: jnp.stack([a] * configs), tree)  # noqa: E731
+        orders = jnp.stack([jnp.roll(order, c, axis=1) for c in range(configs)])
+        config_keys = jax.random.split(key, configs)
         vmapped = jax.vmap(
             make_step(_model(), optimizer, rates, deterministic=deterministic),
             in_axes=(0, 0, None, None, 0, None, 0),
@@ -356,7 +357,9 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
             p, o, _ = vmapped(*carry, x_all, y_all, orders, i, config_keys)
             return p, o
 
-        return body
+        vsteps = max(steps // 4, 1)
+        carry = (stack(params), stack(optimizer.init(params)))
+        return _scan_time(body, carry, (*data, orders[:, :vsteps]), vsteps) / configs
 
     shapes = common.step_gemm_shapes(b)
     keys = jax.random.split(jax.random.key(4), 2 * len(shapes))
@@ -401,20 +404,15 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
         "gemms_only": _scan_time(
             gemm_body, tuple(jnp.zeros((m, n)) for m, _, n in shapes), gemm_operands, steps
         ),
-        f"step_vmapped_{VMAP_CONFIGS}_per_config": _scan_time(
-            vmapped_body(False),
-            (stack(params), stack(optimizer.init(params))),
-            (*data, orders[:, : steps // 4]),
-            steps // 4,
-        )
-        / VMAP_CONFIGS,
-        f"step_vmapped_{VMAP_CONFIGS}_without_dropout_per_config": _scan_time(
-            vmapped_body(True),
-            (stack(params), stack(optimizer.init(params))),
-            (*data, orders[:, : steps // 4]),
-            steps // 4,
-        )
-        / VMAP_CONFIGS,
+        f"step_vmapped_{VMAP_CONFIGS}_per_config": vmapped_seconds(VMAP_CONFIGS),
+        f"step_vmapped_{VMAP_CONFIGS}_without_dropout_per_config": vmapped_seconds(
+            VMAP_CONFIGS, deterministic=True
+        ),
+        # All the sweep's configurations in one program: their weights and gradients no longer
+        # fit in the caches together.
+        f"step_vmapped_{workload.sweep_configs}_per_config": vmapped_seconds(
+            workload.sweep_configs
+        ),
         "step_without_dropout": _scan_time(step_body(True), carry, (*data, order), steps),
         "step_with_dropout": _scan_time(step_body(False), carry, (*data, order), steps),
         "dropout_masks_only": _scan_time(mask_body, jnp.int32(0), (key,), steps),

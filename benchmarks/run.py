@@ -44,6 +44,7 @@ ROWS: dict[str, tuple[str, str]] = {
     "jax_step": ("benchmarks.jax_rows", "jitted_step"),
     "jax_scan": ("benchmarks.jax_rows", "scan"),
     "sweep_jax_vmap": ("benchmarks.sweep_rows", "jax_vmap"),
+    "sweep_jax_vmap_chunked": ("benchmarks.sweep_rows", "jax_vmap_chunked"),
     "sweep_torch_func": ("benchmarks.sweep_rows", "torch_func"),
     "sweep_torch_sequential": ("benchmarks.sweep_rows", "torch_sequential"),
     "peak_end": ("benchmarks.jax_rows", "peak"),

@@ -57,10 +57,21 @@ def _preset_config(epochs: int):
 
 
 def jax_vmap(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
-    """``jax.vmap(train.pure)`` over the runs: the computation ``jaxreg.sweep.run_sweep`` compiles
-    for a chunk, called one epoch at a time (each call continues from the previous state) so
-    that every epoch can be timed.
+    """``jax.vmap(train.pure)`` over all runs in one program: the computation
+    ``jaxreg.sweep.run_sweep`` compiles for a chunk holding the whole grid, called one epoch at
+    a time (each call continues from the previous state) so that every epoch can be timed.
     """
+    return _jax_sweep(workload, chunk=workload.sweep_configs)
+
+
+def jax_vmap_chunked(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
+    """The same sweep as ``jax_vmap`` in chunks of ``workload.sweep_chunk`` runs, one after
+    another (``run_sweep(chunk_size=...)``): one compiled program serves every chunk, and a
+    chunk's weights and gradients stay in the caches."""
+    return _jax_sweep(workload, chunk=workload.sweep_chunk)
+
+
+def _jax_sweep(workload: common.Workload, chunk: int) -> dict:
     import jax
     import jax.numpy as jnp
 
@@ -73,6 +84,8 @@ def jax_vmap(workload: common.Workload, init_path: str, device: str = "auto") ->
         workload.data_dir, train_size=workload.train_size, test_size=workload.test_size
     )
     points, seeds = grid_runs(workload.sweep_configs)
+    if len(points) % chunk:
+        raise ValueError(f"sweep_chunk={chunk} must divide sweep_configs={len(points)}")
     # No test split inside the timed function: accuracy is measured once, after training.
     train = make_train(_preset_config(1), (ds.x_train, ds.y_train))
     hp = train.normalize_hparams(
@@ -80,6 +93,8 @@ def jax_vmap(workload: common.Workload, init_path: str, device: str = "auto") ->
     )
     keys = jnp.stack([jax.random.key(s) for s in seeds])
     init = jax.vmap(train.init)(keys, hp)
+    chunks = [slice(c, c + chunk) for c in range(0, len(points), chunk)]
+    pick = lambda tree, sl: jax.tree.map(lambda a: a[sl], tree)  # noqa: E731
 
     def sweep_epoch(data, keys, hp, state):
         # state = (params, opt_state): each call continues training where the last one stopped.
@@ -89,41 +104,50 @@ def jax_vmap(workload: common.Workload, init_path: str, device: str = "auto") ->
         return (result.params, result.opt_state), result.metrics["train_loss"][:, -1]
 
     epoch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))
-    carry = {"state": (init.params, init.opt_state)}
+    states = [pick((init.params, init.opt_state), sl) for sl in chunks]
     start = time.perf_counter()
     compiled = (
         jax.jit(sweep_epoch, donate_argnums=(3,))
-        .lower(train.data, epoch_keys(keys, 0), hp, carry["state"])
+        .lower(train.data, epoch_keys(keys[chunks[0]], 0), pick(hp, chunks[0]), states[0])
         .compile()
     )
     compile_s = time.perf_counter() - start
     losses = []
 
     def run_epoch(epoch: int) -> None:
-        state, loss = compiled(train.data, epoch_keys(keys, epoch), hp, carry["state"])
-        carry["state"] = jax.block_until_ready(state)
-        losses.append(np.asarray(loss))
+        epoch_losses = []
+        for c, sl in enumerate(chunks):
+            states[c], loss = compiled(
+                train.data, epoch_keys(keys[sl], epoch), pick(hp, sl), states[c]
+            )
+            epoch_losses.append(loss)
+        jax.block_until_ready(states)
+        losses.append(np.concatenate([np.asarray(v) for v in epoch_losses]))
 
     with common.PeakRSS() as rss:
         warm, timed = common.time_epochs(
             run_epoch, workload.sweep_warmup_epochs, workload.sweep_epochs
         )
-    params = carry["state"][0]
+    params = jax.tree.map(lambda *a: jnp.concatenate(a), *[s[0] for s in states])
     accs = _jax_accuracy(params, ds)
-    return _sweep_result(
-        warm,
-        timed,
-        len(points),
-        common.steps_per_epoch(len(ds.x_train)) * common.BATCH_SIZE,
-        accs,
-        compile_s=compile_s,
-        memory=jax_rows._memory(rss),
-        losses=losses[-1],
-        note=(
-            "jax.vmap(train.pure) over all runs, one compiled call per epoch (run_sweep "
-            "compiles the same function for all epochs at once)"
+    layout = "one program" if chunk == len(points) else f"{len(chunks)} chunks of {chunk}"
+    return {
+        **_sweep_result(
+            warm,
+            timed,
+            len(points),
+            common.steps_per_epoch(len(ds.x_train)) * common.BATCH_SIZE,
+            accs,
+            compile_s=compile_s,
+            memory=jax_rows._memory(rss),
+            losses=losses[-1],
+            note=(
+                f"jax.vmap(train.pure) over the runs, {layout}, one compiled call per chunk "
+                "and epoch (run_sweep compiles the same function for all epochs at once)"
+            ),
         ),
-    )
+        "chunk": chunk,
+    }
 
 
 def _jax_accuracy(params, ds) -> np.ndarray:

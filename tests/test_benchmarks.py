@@ -19,6 +19,8 @@ TINY = dataclasses.replace(
     sweep_configs=2,
     sweep_epochs=1,
     torch_sequential_configs=1,
+    torch_func_configs=1,
+    sweep_chunk=1,
     peak_size=128,
 )
 
@@ -70,6 +72,7 @@ def test_rows_in_process_feed_the_report(tmp_path, data_available):
     rows["jax_scan"] = jax_rows.scan(TINY, init_path)
     rows["torch_eager"] = torch_rows.eager_memory(TINY, init_path, device="cpu")
     rows["sweep_jax_vmap"] = sweep_rows.jax_vmap(TINY, init_path)
+    rows["sweep_jax_vmap_chunked"] = sweep_rows.jax_vmap_chunked(TINY, init_path)
     results = report.build(common.machine_info(), TINY, rows, wall_s=1.0)
 
     for name in ("jax_scan", "torch_eager"):
@@ -83,7 +86,11 @@ def test_rows_in_process_feed_the_report(tmp_path, data_available):
     assert sweep["sweep_epoch_s"] == pytest.approx(2 * sweep["config_epoch"]["median_s"])
     assert results["speedup_vs_torch_eager"] > 0
     assert results["roofline_fraction"] > 0
-    assert results["sweep_cost_ratio"] > 0
+    assert results["sweep_cost_ratio"] > 0 and results["sweep_cost_ratio_chunked"] > 0
+    chunked = results["rows"]["sweep_jax_vmap_chunked"]
+    assert chunked["chunk"] == 1 and len(chunked["test_acc_per_config"]) == 2
+    # Same runs, same keys: chunking changes the layout of the computation, not its result.
+    assert chunked["test_acc_per_config"] == pytest.approx(sweep["test_acc_per_config"], abs=0.02)
     assert {t["target"] for t in results["targets"]} >= {
         "JAX scan fraction of measured matmul peak"
     }
