@@ -1,7 +1,7 @@
 """The JAX rows: the matmul roofline, jitted step + Python loop, whole-epoch scan, a step profile.
 
 Each row function runs in its own process (see ``benchmarks.run``) and returns a dict of figures.
-Training goes through ``jaxreg.engine`` (the library's one training loop); this module only
+Training goes through ``jaxreg.lab.engine`` (the library's one training loop); this module only
 times it.
 """
 
@@ -77,7 +77,7 @@ def peak(workload: common.Workload, init_path: str, device: str = "auto") -> dic
 
 
 def _data(workload: common.Workload):
-    from jaxreg.data import load_fashion_mnist
+    from jaxreg.lab.data import load_fashion_mnist
 
     return load_fashion_mnist(
         workload.data_dir, train_size=workload.train_size, test_size=workload.test_size
@@ -92,7 +92,7 @@ def _model():
 
 def _make_train(workload: common.Workload, epochs: int, ds=None):
     """The library's engine for the seed 003 recipe; drop_last keeps every step 256 examples."""
-    from jaxreg.engine import TrainConfig, make_train
+    from jaxreg.lab.engine import TrainConfig, make_train
 
     config = TrainConfig(
         model=_model(),
@@ -151,7 +151,7 @@ def _memory(rss: common.PeakRSS) -> dict[str, Any]:
 
 
 def scan(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
-    """``jaxreg.engine``: each epoch one compiled ``lax.scan`` over its minibatches.
+    """``jaxreg.lab.engine``: each epoch one compiled ``lax.scan`` over its minibatches.
 
     ``Train.fit`` runs one jitted epoch per call and reads the epoch's metrics back (the sync);
     an epoch's time is the time between two ``on_epoch`` callbacks. The first epoch holds the
@@ -194,7 +194,7 @@ def scan(workload: common.Workload, init_path: str, device: str = "auto") -> dic
 def make_step(model, optimizer, rates, deterministic: bool = False):
     """One SGD step as the engine's scan body does it, jitted alone for the Python-loop row.
 
-    ``jaxreg.engine`` keeps its step inside the epoch function, so the per-step row needs this
+    ``jaxreg.lab.engine`` keeps its step inside the epoch function, so the per-step row needs this
     small standalone copy of the same computation: gather the batch by index, dropout with key
     ``fold_in(key, step)``, mean cross-entropy, ``torch_sgd`` update.
     """

@@ -1,8 +1,8 @@
 """The 64-configuration sweep: JAX vmapped vs PyTorch sequential vs ``torch.func`` vmap.
 
-The grid is jaxreg.sweep's ``fmnist-64`` preset (8 weight-decay lambdas x 4 dropout rates x 2
+The grid is jaxreg.lab.sweep's ``fmnist-64`` preset (8 weight-decay lambdas x 4 dropout rates x 2
 seeds, seed 003/004 recipe: SGD lr 0.5, batch 256), cut to ``workload.sweep_configs`` runs.
-Each run ``r`` is point ``r // seeds``, seed ``r % seeds``, as ``jaxreg.sweep.run_sweep`` orders
+Each run ``r`` is point ``r // seeds``, seed ``r % seeds``, as ``jaxreg.lab.sweep.run_sweep`` orders
 them; every framework starts run ``r`` from the same weights (``jax.random.key(seed)`` through
 the engine's init).
 """
@@ -22,7 +22,7 @@ WARMUP_CALLS = 3
 
 def grid_runs(configs: int) -> tuple[list[dict[str, float]], list[int]]:
     """The first ``configs`` (hyperparameters, seed) runs of the preset, in run order."""
-    from jaxreg.sweep import PRESETS
+    from jaxreg.lab.sweep import PRESETS
 
     plan = PRESETS[PRESET]()
     runs = [
@@ -51,14 +51,14 @@ def spread(total: int, k: int) -> list[int]:
 def _preset_config(epochs: int):
     import dataclasses
 
-    from jaxreg.sweep import PRESETS
+    from jaxreg.lab.sweep import PRESETS
 
     return dataclasses.replace(PRESETS[PRESET]().config, epochs=epochs, drop_last=True)
 
 
 def jax_vmap(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
     """``jax.vmap(train.pure)`` over all runs in one program: the computation
-    ``jaxreg.sweep.run_sweep`` compiles for a chunk holding the whole grid, called one epoch at
+    ``jaxreg.lab.sweep.run_sweep`` compiles for a chunk holding the whole grid, called one epoch at
     a time (each call continues from the previous state) so that every epoch can be timed.
     """
     return _jax_sweep(workload, chunk=workload.sweep_configs)
@@ -76,8 +76,8 @@ def _jax_sweep(workload: common.Workload, chunk: int) -> dict:
     import jax.numpy as jnp
 
     from benchmarks import jax_rows
-    from jaxreg.data import load_fashion_mnist
-    from jaxreg.engine import TrainResult, make_train
+    from jaxreg.lab.data import load_fashion_mnist
+    from jaxreg.lab.engine import TrainResult, make_train
 
     jax_rows.setup()
     ds = load_fashion_mnist(
@@ -190,7 +190,7 @@ def _sweep_result(
 def _torch_data(workload: common.Workload, device):
     import torch
 
-    from jaxreg.data import load_fashion_mnist
+    from jaxreg.lab.data import load_fashion_mnist
 
     ds = load_fashion_mnist(
         workload.data_dir, train_size=workload.train_size, test_size=workload.test_size

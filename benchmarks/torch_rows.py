@@ -126,7 +126,7 @@ def make_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer):
 
 
 def _data(workload: common.Workload, device: torch.device):
-    from jaxreg.data import load_fashion_mnist
+    from jaxreg.lab.data import load_fashion_mnist
 
     ds = load_fashion_mnist(
         workload.data_dir, train_size=workload.train_size, test_size=workload.test_size

@@ -32,7 +32,7 @@ from _parity import (
 import jaxreg
 from jaxreg import models as M
 from jaxreg.convert import torch_to_flax
-from jaxreg.data import regression_data
+from jaxreg.lab.data import regression_data
 from jaxreg.torch_ref import models as T
 from jaxreg.torch_ref import penalties as P
 

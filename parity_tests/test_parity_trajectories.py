@@ -53,7 +53,7 @@ from _parity import (
 import jaxreg
 from jaxreg import models as M
 from jaxreg.convert import torch_to_flax
-from jaxreg.data import load_fashion_mnist, regression_data
+from jaxreg.lab.data import load_fashion_mnist, regression_data
 from jaxreg.optim import torch_adam, torch_sgd
 from jaxreg.torch_ref import models as T
 from jaxreg.torch_ref import penalties as P

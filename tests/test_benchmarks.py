@@ -27,7 +27,7 @@ TINY = dataclasses.replace(
 
 @pytest.fixture(scope="module")
 def data_available():
-    from jaxreg.data import load_fashion_mnist
+    from jaxreg.lab.data import load_fashion_mnist
 
     try:
         load_fashion_mnist(train_size=16, test_size=16)

@@ -1,4 +1,4 @@
-"""Tests for jaxreg.cli: parsing, errors that list the allowed values, dispatch."""
+"""Tests for jaxreg.lab.cli: parsing, errors that list the allowed values, dispatch."""
 
 import json
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from jaxreg import cli
+from jaxreg.lab import cli
 
 
 def _error(capsys, argv):
@@ -73,7 +73,7 @@ def test_torch_side_without_torch_is_a_clear_error(capsys, monkeypatch, framewor
 
 
 def test_names_match_the_recipe_registry():
-    from jaxreg import recipes
+    from jaxreg.lab import recipes
 
     assert tuple(recipes.EXPERIMENTS) == cli.EXPERIMENT_NAMES
 
@@ -94,8 +94,8 @@ def test_missing_config_file_is_an_error(capsys, tmp_path):
 
 def test_cli_and_recipes_import_no_torch():
     code = (
-        "import sys, jaxreg, jaxreg.cli, jaxreg.report, jaxreg.recipes\n"
-        "jaxreg.cli.build_parser()\n"
+        "import sys, jaxreg, jaxreg.lab.cli, jaxreg.lab.report, jaxreg.lab.recipes\n"
+        "jaxreg.lab.cli.build_parser()\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
         "print('ok')\n"
     )

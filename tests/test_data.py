@@ -1,4 +1,4 @@
-"""Tests for jaxreg.data: IDX parsing and validation, splits, cache, seed 002's regression data."""
+"""Tests for jaxreg.lab.data: IDX parsing and validation, splits, cache, seed 002's points."""
 
 import gzip
 import os
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxreg import data
+from jaxreg.lab import data
 
 REAL_DIR = Path(data.DEFAULT_DATA_DIR)
 
@@ -198,7 +198,7 @@ def test_no_torch_import():
     import subprocess
     import sys
 
-    code = "import sys, jaxreg.data; assert 'torch' not in sys.modules"
+    code = "import sys, jaxreg.lab.data; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})
 
 

@@ -1,4 +1,4 @@
-"""Tests for jaxreg.engine: one compiled run, traced hparams, padded last batch, metrics.
+"""Tests for jaxreg.lab.engine: one compiled run, traced hparams, padded last batch, metrics.
 
 Compilation dominates the cost of these tests, so a few tiny configurations are built once per
 module and shared; each test states which compiled function it reuses.
@@ -13,7 +13,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxreg import data, engine, models
+from jaxreg import models
+from jaxreg.lab import data, engine
 
 DROPOUT_HP = {"lr": 0.5, "dropout1": 0.2, "dropout2": 0.5}
 

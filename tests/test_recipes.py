@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from jaxreg import cli
-from jaxreg.data import resolve_data_dir
+from jaxreg.lab import cli
+from jaxreg.lab.data import resolve_data_dir
 
 pytest.importorskip("torch")
 

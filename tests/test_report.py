@@ -1,11 +1,11 @@
-"""Tests for jaxreg.report: run folders, metrics files, tables, plots, report.md."""
+"""Tests for jaxreg.lab.report: run folders, metrics files, tables, plots, report.md."""
 
 import csv
 import json
 
 import pytest
 
-from jaxreg import report
+from jaxreg.lab import report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

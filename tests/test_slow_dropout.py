@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from jaxreg import cli
-from jaxreg.data import resolve_data_dir
+from jaxreg.lab import cli
+from jaxreg.lab.data import resolve_data_dir
 
 pytest.importorskip("torch")
 

@@ -1,4 +1,4 @@
-"""Tests for jaxreg.sweep: vmapped == one by one, compiles once, sharding, multi-host, resume.
+"""Tests for jaxreg.lab.sweep: vmapped == one by one, compiles once, sharding, multi-host, resume.
 
 Tolerances: a vmapped or sharded run executes the same operations as a single run, but XLA may
 batch and fuse them differently, so float32 results agree to reassociation error (rtol 1e-5,
@@ -22,7 +22,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxreg import engine, sweep
+from jaxreg.lab import engine, sweep
 
 RTOL, ATOL = 1e-5, 1e-6
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +32,8 @@ CHILD_COMMON = """
 import os, sys, time
 import jax
 import numpy as np
-from jaxreg import data, engine, models, sweep
+from jaxreg import models
+from jaxreg.lab import data, engine, sweep
 
 POINTS = sweep.grid(dropout1=[0.0, 0.5], lr=[0.1, 0.5])
 SEEDS = [0, 7]
@@ -328,7 +329,7 @@ def test_sweep_cli_writes_outputs(tmp_path):
 
 def test_torch_sweep_func_vmap_matches_sequential():
     pytest.importorskip("torch")
-    from jaxreg.data import synthetic_classification
+    from jaxreg.lab.data import synthetic_classification
     from jaxreg.torch_ref import sweep as torch_sweep
 
     ds = synthetic_classification(80, 20, num_features=12, noise=0.3, seed=1)

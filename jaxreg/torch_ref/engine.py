@@ -1,8 +1,9 @@
 """PyTorch training loops: the seed recipes with ``torch.optim``, for ``--framework torch``.
 
-These loops are the torch side of every experiment in ``jaxreg.recipes``. They train the torch
+These loops are the torch side of every experiment in ``jaxreg.lab.recipes``. They train the torch
 twins from ``jaxreg.torch_ref.models`` (one torch code base, shared with the parity suite) and
-report per-epoch metrics under the same names as ``jaxreg.engine``, so that ``jaxreg.report``
+report per-epoch metrics under the same names as ``jaxreg.lab.engine``, so that
+``jaxreg.lab.report``
 can put both frameworks on the same axes.
 
 What differs from the seeds, and why:
@@ -32,9 +33,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jaxreg.engine import EPOCH_METRICS
+from jaxreg.lab.engine import EPOCH_METRICS
 
-# The per-epoch metric names are jaxreg.engine's, so the two frameworks' histories line up.
+# The per-epoch metric names are jaxreg.lab.engine's, so the two frameworks' histories line up.
 METRICS = EPOCH_METRICS
 
 
@@ -142,7 +143,7 @@ def shuffled_batches(
 
 
 def param_norm(model: torch.nn.Module, weights_only: bool = False) -> float:
-    """Global Euclidean norm over all parameters (``jaxreg.engine``'s ``param_norm``).
+    """Global Euclidean norm over all parameters (``jaxreg.lab.engine``'s ``param_norm``).
 
     With ``weights_only=True``, over the matrices and kernels only (ndim >= 2, no biases):
     ``jaxreg.masks.weights_only``'s selection, the engine's ``weight_norm``.
@@ -224,7 +225,7 @@ def train_classifier(
 ) -> dict[str, list[float]]:
     """Minibatch training of a classifier: d2l's ``train_ch3`` with the seeds' settings.
 
-    The torch counterpart of ``jaxreg.engine.make_train``: cross-entropy (mean over the batch),
+    The torch counterpart of ``jaxreg.lab.engine.make_train``: cross-entropy (mean over the batch),
     an optional loss penalty (seed 004's ``l2_penalty(W1) + l2_penalty(W2)``), one optimizer
     step per batch.
 
@@ -318,7 +319,7 @@ def train_regression(
       epochs: full-batch steps (500 in the seed).
       eval_every: evaluate in eval mode after the step of every epoch with
         ``epoch % eval_every == 0`` (50 in the seed), as the seed does, and after the last
-        epoch (as ``jaxreg.engine`` does).
+        epoch (as ``jaxreg.lab.engine`` does).
       seed: seeds torch's global RNG (dropout masks).
       progress: optional tqdm-like object, updated per epoch.
 

@@ -1,6 +1,6 @@
 """The same hyperparameter grid in PyTorch: sequential runs, and ``torch.func`` where it applies.
 
-The PyTorch side of :mod:`jaxreg.sweep`, so the two frameworks can be compared on a sweep of the
+The PyTorch side of :mod:`jaxreg.lab.sweep`, so the two frameworks can be compared on a sweep of the
 seeds 003/004 dropout MLP (SGD, batch 256, weight decay on the weights only, cross-entropy):
 
 * :func:`sequential_sweep`: the usual PyTorch way, one ``torch.optim.SGD`` run per (point, seed)
@@ -77,7 +77,7 @@ def sequential_sweep(
     """One ``torch.optim.SGD`` training per (point, seed), one after the other.
 
     Args:
-      data: arrays with ``x_train, y_train, x_test, y_test`` (e.g. ``jaxreg.data`` tuples).
+      data: arrays with ``x_train, y_train, x_test, y_test`` (e.g. ``jaxreg.lab.data`` tuples).
       points: dicts over ``lr``, ``weight_decay``, ``dropout1``, ``dropout2``.
       seeds: seeds of the initialization (``torch.manual_seed``) and of the shuffling.
       epochs: epochs per run.
@@ -89,7 +89,7 @@ def sequential_sweep(
       ``{"test_acc": [points, seeds, epochs] array, "train_loss": ..., "seconds": float}``.
 
     Example:
-      >>> from jaxreg.data import synthetic_classification
+      >>> from jaxreg.lab.data import synthetic_classification
       >>> ds = synthetic_classification(64, 16, num_features=8)
       >>> out = sequential_sweep(ds, [{"weight_decay": 0.0}], epochs=1, batch_size=32,
       ...                        model_kwargs={"num_inputs": 8, "num_hiddens1": 4,
@@ -216,9 +216,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--threads", type=int, help="torch.set_num_threads")
-    parser.add_argument("--jax", action="store_true", help="also run the grid with jaxreg.sweep")
+    parser.add_argument(
+        "--jax", action="store_true", help="also run the grid with jaxreg.lab.sweep"
+    )
     args = parser.parse_args(argv)
-    from jaxreg import data as data_mod
+    from jaxreg.lab import data as data_mod
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -239,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.jax:
         import dataclasses
 
-        from jaxreg import engine, sweep
+        from jaxreg.lab import engine, sweep
         from jaxreg.models import DropoutMLP as FlaxMLP
 
         cfg = engine.TrainConfig(
@@ -249,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         train = engine.make_train(dataclasses.replace(cfg), ds)
         res = sweep.run_sweep(train, points, args.seeds)
-        results["jax vmap (jaxreg.sweep)"] = {
+        results["jax vmap (jaxreg.lab.sweep)"] = {
             "test_acc": res.metrics["test_acc"],
             "seconds": res.stats["run_s"],
             "compile": res.stats["compile_s"],

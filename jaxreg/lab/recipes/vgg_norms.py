@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from jaxreg.recipes._common import Context, Outcome
+from jaxreg.lab.recipes._common import Context, Outcome
 
 
 def _float64_sums(state: dict[str, np.ndarray]) -> tuple[float, float]:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from jaxreg import numpy_ref
-from jaxreg.recipes._common import Context, Outcome
+from jaxreg.lab.recipes._common import Context, Outcome
 
 METRIC = "max |diff| vs NumPy"
 

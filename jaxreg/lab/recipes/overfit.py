@@ -1,9 +1,9 @@
 """overfit (seed 002): 20 noisy points, net_overfitting vs net_dropped, fit curves every 50 epochs.
 
-JAX: ``jaxreg.models.RegressionNet`` trained full-batch by ``jaxreg.engine`` (MSE, Adam), with
+JAX: ``jaxreg.models.RegressionNet`` trained full-batch by ``jaxreg.lab.engine`` (MSE, Adam), with
 parameter snapshots at the evaluation epochs from which the fit curves are drawn. torch: the
 twin ``nn.Sequential`` nets with ``torch.optim.Adam`` from the same initial weights. Both train
-on the same points (``jaxreg.data.regression_data``).
+on the same points (``jaxreg.lab.data.regression_data``).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 
-from jaxreg import report
-from jaxreg.recipes._common import Context, Outcome
-from jaxreg.recipes._sides import JaxRunner, final, history, torch_twin
+from jaxreg.lab import report
+from jaxreg.lab.recipes._common import Context, Outcome
+from jaxreg.lab.recipes._sides import JaxRunner, final, history, torch_twin
 
 
 def _jax_fits(model, train, result, x_test) -> dict[str, list]:
@@ -32,8 +32,9 @@ def run(ctx: Context) -> Outcome:
     """Trains both nets in each framework; records losses, fit curves and learning curves."""
     import jax
 
-    from jaxreg import engine, models
-    from jaxreg.data import regression_data
+    from jaxreg import models
+    from jaxreg.lab import engine
+    from jaxreg.lab.data import regression_data
 
     cfg = ctx.config
     dcfg = cfg["data"]

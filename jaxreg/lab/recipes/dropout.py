@@ -1,6 +1,6 @@
 """dropout (seeds 003/004): the scratch and the concise MLP, rates 0.2 / 0.5, lr 0.5.
 
-JAX: ``jaxreg.models.DropoutMLP`` trained by ``jaxreg.engine`` with the rates passed as traced
+JAX: ``jaxreg.models.DropoutMLP`` trained by ``jaxreg.lab.engine`` with the rates passed as traced
 hyperparameters. torch: the twin ``jaxreg.torch_ref.models.DropoutMLP`` (the scratch net uses
 d2l's ``dropout_layer``, the concise one ``nn.Dropout``) from the same initial weights.
 Evaluation is deterministic; ``--faithful`` keeps dropout on while evaluating, as seed 004 did.
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 
-from jaxreg import report
-from jaxreg.recipes._common import Context, Outcome
-from jaxreg.recipes._sides import (
+from jaxreg.lab import report
+from jaxreg.lab.recipes._common import Context, Outcome
+from jaxreg.lab.recipes._sides import (
     JaxRunner,
     fashion_mnist,
     gap_notes,
@@ -28,7 +28,8 @@ def run(ctx: Context) -> Outcome:
     """Trains both styles in each framework and records them."""
     import jax
 
-    from jaxreg import engine, models
+    from jaxreg import models
+    from jaxreg.lab import engine
 
     cfg = ctx.config
     data = fashion_mnist(ctx)

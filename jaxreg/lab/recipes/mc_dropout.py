@@ -1,7 +1,7 @@
 """mc-dropout (seed 001): Monte-Carlo averaging of M dropout passes vs weight scaling.
 
 Seed 001's ``TwoLayerNet`` (784-128-10, dropout 0.5, log_softmax) is trained on Fashion-MNIST
-(JAX: ``jaxreg.engine`` with the NLL loss; torch: the twin with ``torch.optim.SGD``, from the
+(JAX: ``jaxreg.lab.engine`` with the NLL loss; torch: the twin with ``torch.optim.SGD``, from the
 same initial weights). At test time it is evaluated two ways: the deterministic pass (inverted
 dropout already scaled the kept units by 1/keep during training, which is "weight scaling"),
 and the mean of the softmax over M stochastic passes (``jaxreg.mc_dropout_predict``; torch: M
@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 
-from jaxreg import report
-from jaxreg.recipes._common import Context, Outcome
-from jaxreg.recipes._sides import JaxRunner, fashion_mnist, final, history, torch_twin
+from jaxreg.lab import report
+from jaxreg.lab.recipes._common import Context, Outcome
+from jaxreg.lab.recipes._sides import JaxRunner, fashion_mnist, final, history, torch_twin
 
 CHUNK = 2500
 
@@ -57,7 +57,8 @@ def run(ctx: Context) -> Outcome:
     """Trains TwoLayerNet in each framework, then compares the test-time estimators."""
     import jax
 
-    from jaxreg import engine, models
+    from jaxreg import models
+    from jaxreg.lab import engine
 
     cfg = ctx.config
     data = fashion_mnist(ctx)

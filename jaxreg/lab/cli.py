@@ -1,4 +1,4 @@
-"""The ``jaxreg`` command line: argument parsing only; the work is in ``jaxreg.recipes``.
+"""The ``jaxreg`` command line: argument parsing only; the work is in ``jaxreg.lab.recipes``.
 
 Usage::
 
@@ -6,7 +6,7 @@ Usage::
     jaxreg run NAME [--framework jax|torch|both] [--epochs N] [--seed S] [--faithful]
                     [--out DIR] [--data-dir D] [--limit-train N] [--limit-test N]
     jaxreg main [--framework ...] [--epochs N] [--seed S] [--out DIR] [--data-dir D]
-    jaxreg sweep ...            (handed to jaxreg.sweep's command-line hook)
+    jaxreg sweep ...            (handed to jaxreg.lab.sweep's command-line hook)
 
 ``NAME`` is one of ``weight-decay``, ``dropout``, ``overfit``, ``activity``, ``vgg-norms``,
 ``mc-dropout``, ``numpy-dropout``. ``jaxreg main`` runs ``weight-decay`` and ``dropout`` on
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 FRAMEWORK_CHOICES = ("jax", "torch", "both")
 
 # Kept here (not imported from recipes) so that `jaxreg --help` and argument errors cost no
-# jax import; tests check it equals jaxreg.recipes.EXPERIMENTS' keys.
+# jax import; tests check it equals jaxreg.lab.recipes.EXPERIMENTS' keys.
 EXPERIMENT_NAMES = (
     "weight-decay",
     "dropout",
@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser(
         "sweep",
-        help="hyperparameter sweeps (jaxreg.sweep); `jaxreg sweep --help` for its options",
+        help="hyperparameter sweeps (jaxreg.lab.sweep); `jaxreg sweep --help` for its options",
         add_help=False,
     )
     sweep.add_argument("args", nargs=argparse.REMAINDER)
@@ -170,12 +170,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     if argv and argv[0] == "sweep":
         # The sweep hook owns its options (including --help), so hand them over untouched.
-        from jaxreg import sweep
+        from jaxreg.lab import sweep
 
         return int(sweep.main(argv[1:]) or 0)
     args = parser.parse_args(argv)
 
-    from jaxreg import recipes
+    from jaxreg.lab import recipes
 
     if args.command == "list":
         print(recipes.describe_experiments())

@@ -10,10 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jaxreg import report
+from jaxreg.lab import configs, report
 
 FRAMEWORKS = ("jax", "torch")
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +75,7 @@ EXPERIMENTS: dict[str, Experiment] = {
 
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
-    """Command-line options of ``jaxreg run`` / ``jaxreg main`` (see ``jaxreg.cli``).
+    """Command-line options of ``jaxreg run`` / ``jaxreg main`` (see ``jaxreg.lab.cli``).
 
     Attributes:
       framework: ``"jax"``, ``"torch"`` or ``"both"``.
@@ -198,23 +197,13 @@ def load_config(name: str, path: str | Path | None = None) -> dict[str, Any]:
       0.5
     """
     exp = _check_name(name)
-    path = Path(path) if path is not None else EXPERIMENTS_DIR / f"{exp.module}.py"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"config file {path} not found: run from a jaxreg checkout (experiments/ holds the "
-            "configs) or pass --config FILE"
-        )
-    spec = importlib.util.spec_from_file_location(f"jaxreg_config_{exp.module}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not callable(getattr(module, "get_config", None)):
-        raise ValueError(f"config file {path} has no get_config() function")
-    return module.get_config()
+    path = Path(path) if path is not None else configs.experiments_dir() / f"{exp.module}.py"
+    return configs.load_config_file(path, name=exp.module)
 
 
 def _runner(name: str) -> Callable[[Context], Outcome]:
     exp = _check_name(name)
-    return importlib.import_module(f"jaxreg.recipes.{exp.module}").run
+    return importlib.import_module(f"jaxreg.lab.recipes.{exp.module}").run
 
 
 def run_experiment(name: str, options: RunOptions, *, out: str | Path | None = None) -> RunResult:

@@ -5,7 +5,7 @@ purejaxrl: the static structure (model, loss, optimizer kind, batch size, epochs
 frozen :class:`TrainConfig`; the hyperparameters a sweep varies (``lr``, ``weight_decay``, ``l1``,
 ``l2``, ``act_l1``, ``act_l2``, ``dropout1``, ``dropout2``) are a dict of traced scalars. So
 ``jax.vmap(train.pure, in_axes=(None, 0, 0))`` trains a whole grid in one compiled computation
-(:mod:`jaxreg.sweep`), and a new learning rate or dropout rate never recompiles.
+(:mod:`jaxreg.lab.sweep`), and a new learning rate or dropout rate never recompiles.
 
 One run is ``lax.scan`` over epochs; one epoch is ``lax.scan`` over shuffled minibatches of a data
 set that lives on the device (gathered by index, never copied per epoch). The dropout key of step
@@ -195,7 +195,7 @@ def _is_pos_int(value: Any) -> bool:
 
 
 def _as_arrays(data: Any) -> dict[str, np.ndarray]:
-    """Accepts :class:`jaxreg.data.FashionMNIST`-like objects, dicts or 4-tuples."""
+    """Accepts :class:`jaxreg.lab.data.FashionMNIST`-like objects, dicts or 4-tuples."""
     names = ("x_train", "y_train", "x_test", "y_test", "x_val", "y_val")
     if isinstance(data, Mapping):
         got = {k: data.get(k) for k in names}
@@ -289,7 +289,8 @@ class Train:
     """The compiled training function returned by :func:`make_train` (see there).
 
     Calling it runs a whole training as ONE jit-compiled computation. ``pure`` is the same function
-    un-jitted with the data as an explicit argument, for ``vmap``/``jit`` by :mod:`jaxreg.sweep`.
+    un-jitted with the data as an explicit argument, for ``vmap``/``jit`` by
+    :mod:`jaxreg.lab.sweep`.
     """
 
     def __init__(self, config: TrainConfig, data: Any, batch_mesh: Any = None):
@@ -585,7 +586,8 @@ class Train:
         """The whole run as a pure function of ``(data, key, hparams, init_state)``.
 
         ``data`` is ``train.data`` (or the same dict placed on other devices). Not jitted: wrap it
-        in ``jax.jit``/``jax.vmap`` (``jaxreg.sweep`` does); ``hparams`` must already be normalized
+        in ``jax.jit``/``jax.vmap`` (``jaxreg.lab.sweep`` does); ``hparams`` must already be
+        normalized
         (:meth:`normalize_hparams`).
         """
         state = self._init_pure(key, hparams, init_state)
@@ -715,13 +717,14 @@ def make_train(config: TrainConfig, data: Any, *, batch_mesh: Any = None) -> Tra
     Args:
       config: the static :class:`TrainConfig`.
       data: arrays with ``x_train, y_train`` and optionally ``x_test, y_test, x_val, y_val``: a
-        :class:`jaxreg.data.FashionMNIST` / ``RegressionData``, a dict, or a tuple. They are put on
+        :class:`jaxreg.lab.data.FashionMNIST` / ``RegressionData``, a dict, or a tuple. They are
+        put on
         the device once and passed to the compiled function as arguments (never baked in as
         constants).
       batch_mesh: optional 1-D ``jax.sharding.Mesh``: shard every minibatch over its devices
         (data parallelism for one large model; the data are replicated on the mesh). The
         batch size must be a multiple of the device count. Sweeps shard configurations instead
-        (:mod:`jaxreg.sweep`).
+        (:mod:`jaxreg.lab.sweep`).
 
     Returns:
       A :class:`Train`: ``train(key, hparams=None, init_state=None) -> TrainResult`` (one jit,
@@ -731,7 +734,7 @@ def make_train(config: TrainConfig, data: Any, *, batch_mesh: Any = None) -> Tra
 
     Example:
       >>> from jaxreg.models import DropoutMLP
-      >>> from jaxreg.data import load_fashion_mnist
+      >>> from jaxreg.lab.data import load_fashion_mnist
       >>> cfg = TrainConfig(model=DropoutMLP(), lr=0.5, epochs=10, batch_size=256)
       >>> train = make_train(cfg, load_fashion_mnist())  # doctest: +SKIP
       >>> result = train(jax.random.key(0), {"dropout1": 0.2, "dropout2": 0.5})  # doctest: +SKIP

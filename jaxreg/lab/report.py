@@ -26,7 +26,7 @@ from typing import Any
 
 FRAMEWORKS = ("jax", "torch")
 
-# Per-epoch metric names written by jaxreg.engine and jaxreg.torch_ref.engine.
+# Per-epoch metric names written by jaxreg.lab.engine and jaxreg.torch_ref.engine.
 METRIC_LABELS = {
     "train_loss": "training loss (no penalty)",
     "train_objective": "training loss + penalty",

@@ -7,19 +7,19 @@ from typing import Any
 
 import numpy as np
 
-from jaxreg.recipes._common import Context
+from jaxreg.lab.recipes._common import Context
 
 
 def fashion_mnist(ctx: Context):
     """Fashion-MNIST with ``--data-dir`` / ``--limit-train`` / ``--limit-test`` applied."""
-    from jaxreg.data import load_fashion_mnist
+    from jaxreg.lab.data import load_fashion_mnist
 
     opts = ctx.options
     return load_fashion_mnist(opts.data_dir, train_size=opts.limit_train, test_size=opts.limit_test)
 
 
 class JaxRunner:
-    """Runs ``jaxreg.engine`` trainings ahead-of-time compiled, timing compile and run apart.
+    """Runs ``jaxreg.lab.engine`` trainings ahead-of-time compiled, timing compile and run apart.
 
     A compiled function is cached per (Train, initial-state structure), so variants that differ
     only in traced hyperparameters (weight-decay's three runs) compile once.

@@ -2,7 +2,7 @@
 
 Each step sees a fresh ``rand(4, 128)`` batch with all targets 1, as in the seed. The batches are
 drawn once in JAX and fed to both frameworks. JAX: every step is one call of
-``jaxreg.engine``'s pure training function (one epoch of one minibatch, with the engine's
+``jaxreg.lab.engine``'s pure training function (one epoch of one minibatch, with the engine's
 ``activity=(("l1", 1), ("l2_norm", 2))`` penalties), the calls chained by a ``lax.scan`` that
 carries the parameters: the whole run is one compiled computation. torch: seed 001's loop with
 its verbatim penalty functions from ``jaxreg.torch_ref.penalties``. Without ``--faithful`` one
@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 
-from jaxreg import report
-from jaxreg.recipes._common import Context, Outcome
-from jaxreg.recipes._sides import torch_twin
+from jaxreg.lab import report
+from jaxreg.lab.recipes._common import Context, Outcome
+from jaxreg.lab.recipes._sides import torch_twin
 
 
 def _jax_losses(train, batches, key, hp, faithful: bool):
@@ -26,7 +26,7 @@ def _jax_losses(train, batches, key, hp, faithful: bool):
     import jax
     import jax.numpy as jnp
 
-    from jaxreg import engine
+    from jaxreg.lab import engine
 
     ones = jnp.ones(batches.shape[1], jnp.int32)
     init = train.init(key, hp)
@@ -61,7 +61,8 @@ def run(ctx: Context) -> Outcome:
     """Runs the activity-penalty loop in each framework and plots the loss per step."""
     import jax
 
-    from jaxreg import engine, models
+    from jaxreg import models
+    from jaxreg.lab import engine
 
     cfg = ctx.config
     steps = ctx.epochs("steps")

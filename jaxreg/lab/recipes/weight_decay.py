@@ -1,6 +1,6 @@
 """weight-decay (seed 004): no penalty, l2_penalty in the loss, optimizer decay on the weights.
 
-The JAX side is ONE compiled ``jaxreg.engine`` training (penalty ``"l2_mean"`` and SGD weight
+The JAX side is ONE compiled ``jaxreg.lab.engine`` training (penalty ``"l2_mean"`` and SGD weight
 decay both masked to W1, W2) run three times with different traced hyperparameters
 (``l2`` = 0 or 1, ``weight_decay`` = 0 or 0.01): no recompilation between variants. The torch
 side is seed 004's recipe with ``torch.optim.SGD`` param groups. Every variant starts from the
@@ -10,9 +10,9 @@ network on through the three runs as the seed did.
 
 from __future__ import annotations
 
-from jaxreg import report
-from jaxreg.recipes._common import Context, Outcome
-from jaxreg.recipes._sides import (
+from jaxreg.lab import report
+from jaxreg.lab.recipes._common import Context, Outcome
+from jaxreg.lab.recipes._sides import (
     JaxRunner,
     fashion_mnist,
     gap_notes,
@@ -37,7 +37,8 @@ def run(ctx: Context) -> Outcome:
 
     import jax
 
-    from jaxreg import engine, models
+    from jaxreg import models
+    from jaxreg.lab import engine
 
     def is_penalized(path: str) -> bool:
         return path.split("/")[-1] in penalized

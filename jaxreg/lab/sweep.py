@@ -17,9 +17,9 @@ compiled once and runs as one XLA program per chunk.
 * Divergence: a run whose objective becomes NaN/Inf is reported diverged with its step
   (``diverged_step``); vmapped runs are independent, so the others are unaffected.
 
-Command line: ``jaxreg sweep PRESET [options]`` (``main(argv)`` is the hook ``jaxreg.cli`` calls;
-``python -m jaxreg.sweep`` works too), e.g. the 64-configuration Fashion-MNIST sweep (8 lambdas x
-4 dropout rates x 2 seeds)::
+Command line: ``jaxreg sweep PRESET [options]`` (``main(argv)`` is the hook
+``jaxreg.lab.cli`` calls; ``python -m jaxreg.lab.sweep`` works too), e.g. the 64-configuration
+Fashion-MNIST sweep (8 lambdas x 4 dropout rates x 2 seeds)::
 
     jaxreg sweep fmnist-64 --baseline --chunk-size 16
 
@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxreg import engine
+from jaxreg.lab import engine
 
 AXIS = "config"
 _CHUNK_FMT = "chunk_{:05d}.npz"
@@ -73,7 +73,7 @@ def grid(**axes: Sequence[float]) -> list[dict[str, float]]:
     """The Cartesian product of hyperparameter axes, first axis slowest.
 
     Args:
-      **axes: hyperparameter name (see :data:`jaxreg.engine.HPARAMS`) -> values.
+      **axes: hyperparameter name (see :data:`jaxreg.lab.engine.HPARAMS`) -> values.
 
     Returns:
       A list of points, each a dict ``{name: value}``.
@@ -401,8 +401,8 @@ def run_sweep(
     exercises are the presets of :data:`PRESETS`.
 
     Args:
-      train: from :func:`jaxreg.engine.make_train` (its config and data).
-      points: hyperparameter dicts (keys from :data:`jaxreg.engine.HPARAMS`, all points the same
+      train: from :func:`jaxreg.lab.engine.make_train` (its config and data).
+      points: hyperparameter dicts (keys from :data:`jaxreg.lab.engine.HPARAMS`, all points the same
         keys; an optional ``"name"`` labels a point); see :func:`grid`.
       seeds: PRNG seeds; run ``(p, s)`` uses ``jax.random.key(seeds[s])`` for initialization,
         shuffling and dropout, so points are compared on the same initializations.
@@ -1129,7 +1129,7 @@ def _grid_arg(text: str) -> tuple[str, list[float]]:
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """The ``jaxreg sweep`` options (also usable standalone: ``python -m jaxreg.sweep``)."""
+    """The ``jaxreg sweep`` options (also usable standalone: ``python -m jaxreg.lab.sweep``)."""
     parser = parser or argparse.ArgumentParser(
         prog="jaxreg sweep",
         description="Train a hyperparameter grid x seeds as one vmapped, compiled JAX program "
@@ -1206,7 +1206,7 @@ def _init_distributed(args) -> None:
 
 def plan_from_args(args) -> tuple[Plan, Any]:
     """The preset with the command-line overrides applied, and its data set."""
-    from jaxreg import data as data_mod
+    from jaxreg.lab import data as data_mod
 
     plan = PRESETS[args.preset]()
     overrides: dict[str, Any] = {}
@@ -1249,7 +1249,7 @@ def plan_from_args(args) -> tuple[Plan, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``jaxreg sweep``: the command-line hook (``jaxreg.cli`` hands it ``argv`` after "sweep").
+    """``jaxreg sweep``: the command-line hook (``jaxreg.lab.cli`` hands it ``argv`` after "sweep").
 
     Example:
       >>> main(["custom", "--synthetic", "256", "--grid", "dropout1=0,0.5", "--epochs", "1",
@@ -1335,7 +1335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 cli_main = main
-"""Alias of :func:`main` (the hook name given to ``jaxreg.cli``)."""
+"""Alias of :func:`main` (the hook name given to ``jaxreg.lab.cli``)."""
 
 if __name__ == "__main__":
     raise SystemExit(main())
