@@ -1,13 +1,24 @@
 """Masks: which leaves of a parameter pytree a penalty or a decay applies to.
 
-A mask is one of
+A ``mask`` argument follows optax's convention (``optax.masked``, ``optax.add_decayed_weights``)
+and is one of
 
 * ``None``: every leaf;
 * a pytree of Python bools with the structure of the parameters (or a prefix of it, so
   ``{"params": {"Dense_0": True, "Dense_1": False}}`` covers every leaf under each
   module), ``True`` meaning penalized / decayed;
-* a predicate ``fn(path: str) -> bool`` called with each leaf's "/"-joined key path, e.g.
-  ``"params/Dense_0/kernel"`` or ``"lin1/kernel"`` (see :func:`path_to_str`).
+* a callable on the whole parameter tree that returns such a pytree of bools, e.g.
+  :func:`weights_only` itself (``mask=jaxreg.weights_only``) or the callable that
+  :func:`path_mask` builds from regular expressions or predicates on "/"-joined key paths
+  (``mask=jaxreg.path_mask(r"/kernel$")``).
+
+Anything else (a string, a predicate on path strings passed directly, a tree of the wrong
+structure, a callable that returns one) is a ``TypeError`` or ``ValueError`` naming ``mask``.
+
+The same masks work on Flax Linen ``params`` dicts, Flax NNX ``nnx.State`` (an ``nnx.Variable``
+counts as one leaf, its path is the attribute path without ``.value``: ``"linear/kernel"``) and
+Equinox modules filtered to their arrays (``eqx.filter(model, eqx.is_array)``: paths such as
+``"layers/0/weight"``).
 
 Masks are static: they are resolved at trace time into Python bools, so a masked
 penalty compiles to a sum over the selected leaves only and never costs a recompile.
@@ -17,8 +28,10 @@ A mask plays the role of PyTorch's optimizer param groups, e.g. seed 004's
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
@@ -26,22 +39,28 @@ import numpy as np
 
 __all__ = ["path_mask", "path_to_str", "resolve_mask", "weights_only"]
 
-Mask = Any  # None | pytree of bools | Callable[[str], bool]
+Mask = Any  # None | pytree of bools | Callable[[params], pytree of bools]
+
+_ALLOWED = (
+    "None, a pytree of bools with the params' structure (or a prefix of it), or a callable "
+    "on the whole params tree returning one (optax's convention: mask=jaxreg.weights_only, "
+    "mask=jaxreg.path_mask(r'/kernel$'))"
+)
 
 # Leaf names that never decay: biases and the affine parameters of normalization layers
-# (Flax LayerNorm/BatchNorm "scale"/"bias", Haiku "offset", torch "weight"/"bias" of a
-# norm layer are 1-D and caught by the ndim rule).
+# (Flax LayerNorm/BatchNorm "scale"/"bias", Haiku "offset"; torch's and Equinox's norm layers
+# call their scale "weight", which is 1-D and left out by the ndim rule).
 _NO_DECAY_NAMES = frozenset({"bias", "scale", "offset", "gamma", "beta"})
 # Raw-parameter bias names of the seeds' scratch models: b, b1, b2, ...
 _BIAS_NAME = re.compile(r"^b\d*$")
-_WEIGHT_NAMES = frozenset({"kernel", "weight"})
 
 
 def path_to_str(keypath: Iterable[Any]) -> str:
-    """Joins a JAX key path into the "/"-separated string that mask predicates receive.
+    """Joins a JAX key path into the "/"-separated string that path masks match.
 
     Dict keys, attribute names and sequence indices all become plain components, so a
-    Flax ``params`` tree gives ``"params/Dense_0/kernel"`` and a list gives ``"layers/0"``.
+    Flax ``params`` tree gives ``"params/Dense_0/kernel"``, an Equinox module
+    ``"layers/0/weight"`` and a list ``"layers/0"``.
     PyTorch equivalent: the dotted names of ``model.named_parameters()`` (seed 004's
     param groups select parameters by name).
 
@@ -71,6 +90,28 @@ def path_to_str(keypath: Iterable[Any]) -> str:
     return "/".join(parts)
 
 
+def _nnx_variable_type() -> type | None:
+    # Only an imported flax.nnx can have put Variables in a tree: no import needed to check.
+    nnx = sys.modules.get("flax.nnx")
+    return getattr(nnx, "Variable", None)
+
+
+def _flags_by_path(fn: Callable[[str, Any], bool], tree: Any) -> Any:
+    """``fn(path, leaf)`` per leaf, as a bool tree with ``tree``'s full structure.
+
+    An NNX ``Variable`` is one leaf whose path omits its ``value`` attribute, so NNX paths read
+    like Linen's (``"lin1/kernel"``); its flag fills the Variable node, keeping the structure.
+    """
+    variable = _nnx_variable_type()
+    is_leaf = None if variable is None else (lambda x: isinstance(x, variable))
+
+    def one(keypath: Any, leaf: Any) -> Any:
+        flag = fn(path_to_str(keypath), leaf)
+        return jax.tree.map(lambda _: flag, leaf)
+
+    return jax.tree_util.tree_map_with_path(one, tree, is_leaf=is_leaf)
+
+
 def _as_static_bool(value: Any, where: str) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
@@ -87,56 +128,20 @@ def _as_static_bool(value: Any, where: str) -> bool:
     )
 
 
-def _is_predicate(mask: Any) -> bool:
-    if not callable(mask):
-        return False
+def _is_mask_function(mask: Any) -> bool:
+    """A plain callable; a callable pytree with leaves (an Equinox module of bools) is a tree."""
+    if not callable(mask) or isinstance(mask, jax.tree_util.Partial):
+        return callable(mask)
     leaves = jax.tree.leaves(mask)
-    if len(leaves) == 1 and leaves[0] is mask:
-        return True
-    # A callable pytree of bools (an Equinox module used as a filter) is a bool-tree mask.
-    return not all(isinstance(leaf, (bool, np.bool_)) for leaf in leaves)
+    return not leaves or (len(leaves) == 1 and leaves[0] is mask)
 
 
-def resolve_mask(mask: Mask, tree: Any) -> Any:
-    """Turns any accepted mask form into a pytree of Python bools matching ``tree``.
+def _short(treedef: Any, limit: int = 300) -> str:
+    text = str(treedef)
+    return text if len(text) <= limit else text[:limit] + "..."
 
-    Every ``mask=`` argument in jaxreg goes through here. PyTorch equivalent: choosing which
-    tensors go into which optimizer param group (seed 004 decays ``W1`` and ``W2`` only).
 
-    Args:
-      mask: ``None`` (every leaf), a pytree of bools with the structure of ``tree`` or a
-        prefix of it, or a predicate ``fn(path: str) -> bool`` on each leaf's
-        "/"-joined key path.
-      tree: the pytree the mask applies to (parameters, gradients or activations).
-
-    Returns:
-      A pytree with the structure of ``tree`` whose leaves are Python bools.
-
-    Raises:
-      ValueError: if a bool-tree mask does not match ``tree``'s structure, a mask leaf is
-        not a bool, or a predicate returns something other than a bool.
-
-    Example:
-      >>> resolve_mask(lambda p: p.endswith("w"), {"w": 1.0, "b": 0.0})
-      {'b': False, 'w': True}
-    """
-    if mask is None:
-        return jax.tree.map(lambda _: True, tree)
-    if _is_predicate(mask):
-        leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(tree)
-        flags = []
-        for keypath, _ in leaves_with_path:
-            path = path_to_str(keypath)
-            flag = mask(path)
-            if not isinstance(flag, (bool, np.bool_)):
-                raise ValueError(
-                    f"mask predicate must return a bool for each path string, got "
-                    f"{type(flag).__name__} for path {path!r}; a function of the whole "
-                    "params tree (such as jaxreg.weights_only) must be called first: "
-                    "mask=weights_only(params)"
-                )
-            flags.append(bool(flag))
-        return jax.tree_util.tree_unflatten(treedef, flags)
+def _resolve_tree(mask: Any, tree: Any, origin: str) -> Any:
     try:
         return jax.tree_util.tree_map_with_path(
             lambda keypath, flag, subtree: jax.tree.map(
@@ -148,32 +153,103 @@ def resolve_mask(mask: Mask, tree: Any) -> Any:
     except (TypeError, ValueError) as err:
         if isinstance(err, ValueError) and str(err).startswith("mask leaf"):
             raise
-        mask_def = jax.tree.structure(mask)
-        tree_def = jax.tree.structure(tree)
         raise ValueError(
-            "mask structure does not match the tree it masks: the mask must be None, a "
-            "predicate on path strings, or a pytree of bools with the tree's structure (or "
-            f"a prefix of it).\n  mask: {_short(mask_def)}\n  tree: {_short(tree_def)}"
+            f"{origin} does not match the structure of the tree it masks; mask must be "
+            f"{_ALLOWED}.\n  mask: {_short(jax.tree.structure(mask))}\n  tree: "
+            f"{_short(jax.tree.structure(tree))}"
         ) from err
 
 
-def _short(treedef: Any, limit: int = 300) -> str:
-    text = str(treedef)
-    return text if len(text) <= limit else text[:limit] + "..."
+def _call_mask(fn: Callable[[Any], Any], tree: Any) -> Any:
+    hint = (
+        "a callable mask is called with the whole params tree and must return a pytree of "
+        "bools (optax's convention); a predicate on '/'-joined path strings goes through "
+        "jaxreg.path_mask(fn)"
+    )
+    try:
+        inspect.signature(fn).bind(tree)
+    except TypeError as err:
+        raise TypeError(
+            f"mask: {fn!r} cannot be called with one argument, the params tree ({err}); {hint}"
+        ) from err
+    except ValueError:
+        pass  # no signature to inspect (some builtins): let the call decide
+    try:
+        out = fn(tree)
+    except (AttributeError, TypeError, KeyError, IndexError) as err:
+        raise TypeError(
+            f"mask: calling {fn!r} on the params tree raised {type(err).__name__}: {err}; {hint}"
+        ) from err
+    if isinstance(out, (str, bytes)) or _is_mask_function(out):
+        raise TypeError(f"mask: {fn!r} returned {out!r}, not a pytree of bools; {hint}")
+    leaves = jax.tree.leaves(out)
+    # A lone bool for a many-leaf tree is what a path predicate returns when handed a dict
+    # (`"kernel" in params` is False): silently masking everything or nothing would hide it.
+    if len(leaves) == 1 and leaves[0] is out and len(jax.tree.leaves(tree)) > 1:
+        raise ValueError(
+            f"mask: {fn!r} returned the single value {out!r} for a tree of "
+            f"{len(jax.tree.leaves(tree))} leaves; {hint}"
+        )
+    return _resolve_tree(out, tree, f"the tree returned by the callable mask {fn!r}")
 
 
-def _leaf_name(path: str) -> str:
-    return path.rsplit("/", 1)[-1]
+def resolve_mask(mask: Mask, tree: Any) -> Any:
+    """Turns any accepted mask form into a pytree of Python bools matching ``tree``.
+
+    Every ``mask=`` argument in jaxreg goes through here. The forms are optax's:
+    ``optax.masked(inner, mask)`` accepts the same ``mask`` values. PyTorch equivalent:
+    choosing which tensors go into which optimizer param group (seed 004 decays ``W1`` and
+    ``W2`` only).
+
+    Args:
+      mask: ``None`` (every leaf), a pytree of bools with the structure of ``tree`` or a
+        prefix of it, or a callable ``fn(tree) -> pytree of bools`` (e.g.
+        :func:`weights_only`, or :func:`path_mask`'s result).
+      tree: the pytree the mask applies to (parameters, gradients or activations).
+
+    Returns:
+      A pytree with the structure of ``tree`` whose leaves are Python bools.
+
+    Raises:
+      TypeError: if ``mask`` is a string, or a callable that cannot take the tree (such
+        as a predicate on path strings, or one of ``(path, leaf)``) or returns something
+        that is not a pytree.
+      ValueError: if a bool-tree mask (given, or returned by a callable) does not match
+        ``tree``'s structure, or a mask leaf is not a static bool.
+
+    Example:
+      >>> resolve_mask(path_mask(r"w$"), {"w": 1.0, "b": 0.0})
+      {'b': False, 'w': True}
+      >>> resolve_mask({"w": True, "b": False}, {"w": 1.0, "b": 0.0})
+      {'b': False, 'w': True}
+    """
+    if mask is None:
+        return jax.tree.map(lambda _: True, tree)
+    if isinstance(mask, (str, bytes)):
+        raise TypeError(f"mask must be {_ALLOWED}; got the string {mask!r}")
+    if _is_mask_function(mask):
+        return _call_mask(mask, tree)
+    return _resolve_tree(mask, tree, "mask")
 
 
 def weights_only(params: Any) -> Any:
     """The standard weight-decay mask: weights decay, biases and norm parameters don't.
 
-    A leaf is decayed when its name is ``kernel`` or ``weight``, or when it is at least
-    2-D and is not named like a bias or a normalization parameter (``bias``, ``b``,
-    ``b1``, ``scale``, ``offset``, ``gamma``, ``beta``). That covers Flax ``Dense``/``Conv``
-    kernels, raw weight matrices such as seed 004's ``W1``/``W2`` and embeddings, and
-    excludes every bias, 1-D vector and LayerNorm/BatchNorm scale and offset. PyTorch
+    A leaf decays when it is not named like a bias or a normalization parameter (``bias``,
+    ``b``, ``b1``, ``scale``, ``offset``, ``gamma``, ``beta``) and it is a ``kernel`` or at
+    least 2-D. Per framework that selects:
+
+    * Flax Linen: every ``kernel`` (``Dense``, ``Conv``, ...); not ``bias``, not
+      ``LayerNorm``/``BatchNorm`` ``scale``;
+    * Flax NNX (``nnx.state(model, nnx.Param)``, Variables or pure): every ``kernel``;
+      not ``bias`` nor ``scale``;
+    * Equinox (``eqx.filter(model, eqx.is_array)``): every ``weight`` of ``Linear``,
+      ``Conv``, ``Embedding`` (2-D and up); not ``bias``, not the 1-D ``weight`` of
+      ``LayerNorm``/``GroupNorm``;
+    * raw trees: seed 004's ``W1``/``W2`` (not ``b1``/``b2``), embeddings; no 1-D vector.
+
+    It is a mask in optax's convention (a function of the params tree), so pass it as it
+    is, ``mask=weights_only``, or called, ``mask=weights_only(params)``. PyTorch
     equivalent: seed 004's param groups ``[{"params": [W1, W2], "weight_decay": wd},
     {"params": [b1, b2]}]``.
 
@@ -185,8 +261,7 @@ def weights_only(params: Any) -> Any:
       A pytree of Python bools with the structure of ``params``.
 
     Raises:
-      ValueError: if given a path string instead of a pytree (``mask=weights_only`` must
-        be written ``mask=weights_only(params)``).
+      TypeError: if given a path string instead of a pytree.
 
     Example:
       >>> import jax.numpy as jnp
@@ -194,76 +269,114 @@ def weights_only(params: Any) -> Any:
       {'W1': True, 'b1': False}
     """
     if isinstance(params, str):
-        raise ValueError(
-            f"weights_only expects the params pytree, got the string {params!r}; pass "
-            "mask=weights_only(params), not mask=weights_only"
+        raise TypeError(
+            f"weights_only expects the params pytree, got the string {params!r}; it is a mask "
+            "on the whole tree: pass mask=weights_only"
         )
 
-    def decays(keypath: Any, leaf: Any) -> bool:
-        name = _leaf_name(path_to_str(keypath))
+    def decays(path: str, leaf: Any) -> bool:
+        name = path.rsplit("/", 1)[-1]
         if name in _NO_DECAY_NAMES or _BIAS_NAME.match(name):
             return False
-        if name in _WEIGHT_NAMES:
-            return True
         ndim = leaf.ndim if hasattr(leaf, "ndim") else np.ndim(leaf)
-        return ndim >= 2
+        return name == "kernel" or ndim >= 2
 
-    return jax.tree_util.tree_map_with_path(decays, params)
+    return _flags_by_path(decays, params)
 
 
-def _compile_patterns(patterns: str | Iterable[str] | None, name: str) -> list[re.Pattern]:
-    if patterns is None:
-        return []
-    if isinstance(patterns, str):
+PathPattern = str | Callable[[str], bool]
+
+
+def _compile_patterns(
+    patterns: PathPattern | Iterable[PathPattern], name: str
+) -> list[Callable[[str], bool]]:
+    if isinstance(patterns, str) or callable(patterns):
         patterns = (patterns,)
+    try:
+        patterns = list(patterns)
+    except TypeError as err:
+        raise TypeError(
+            f"path_mask: {name} must be a regex string, a predicate fn(path: str) -> bool, or "
+            f"a sequence of them, got {patterns!r}"
+        ) from err
     compiled = []
     for pattern in patterns:
-        if not isinstance(pattern, str):
-            raise ValueError(f"{name} must be regex strings, got {pattern!r}")
-        try:
-            compiled.append(re.compile(pattern))
-        except re.error as err:
-            raise ValueError(f"{name} has an invalid regex {pattern!r}: {err}") from err
+        if callable(pattern):
+            compiled.append(_checked_predicate(pattern, name))
+        elif isinstance(pattern, str):
+            try:
+                compiled.append(re.compile(pattern).search)
+            except re.error as err:
+                raise ValueError(
+                    f"path_mask: {name} has an invalid regex {pattern!r}: {err}"
+                ) from err
+        else:
+            raise TypeError(
+                f"path_mask: {name} must be regex strings or predicates fn(path: str) -> bool, "
+                f"got {pattern!r}"
+            )
     return compiled
 
 
-def path_mask(
-    params: Any,
-    include: str | Iterable[str] = (".*",),
-    exclude: str | Iterable[str] = (),
-) -> Any:
-    """A mask from regular expressions on the leaves' "/"-joined paths.
+def _checked_predicate(fn: Callable[[str], Any], name: str) -> Callable[[str], bool]:
+    def predicate(path: str) -> bool:
+        flag = fn(path)
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(
+                f"path_mask: the {name} predicate {fn!r} must return a bool for each path "
+                f"string, got {type(flag).__name__} for {path!r}"
+            )
+        return bool(flag)
 
-    A leaf is selected when some ``include`` pattern matches its path (``re.search``) and
-    no ``exclude`` pattern does; the style of big_vision's ``".*/kernel$"`` decay masks.
-    PyTorch equivalent: building optimizer param groups from ``named_parameters()`` names.
-    Seeds: 004 (decay on ``W1``, ``W2`` only).
+    return predicate
+
+
+def path_mask(
+    include: PathPattern | Iterable[PathPattern] = ".*",
+    exclude: PathPattern | Iterable[PathPattern] = (),
+) -> Callable[[Any], Any]:
+    """A mask selecting leaves by their "/"-joined key paths (see :func:`path_to_str`).
+
+    A leaf is selected when some ``include`` pattern matches its path and no ``exclude``
+    pattern does; a pattern is a regex (matched with ``re.search``, the style of big_vision's
+    ``".*/kernel$"`` decay masks) or a predicate ``fn(path: str) -> bool``. The result is a
+    mask in optax's convention, a function of the params tree, for any ``mask=`` argument
+    in jaxreg or optax (``optax.masked``, ``optax.add_decayed_weights``). Paths are Linen's
+    ``"Dense_0/kernel"``, NNX's ``"linear/kernel"`` (no ``value``), Equinox's
+    ``"layers/0/weight"``. PyTorch equivalent: building optimizer param groups from
+    ``named_parameters()`` names. Seeds: 004 (decay on ``W1``, ``W2`` only).
 
     Args:
-      params: the parameter pytree.
-      include: one regex or several; default: every leaf.
-      exclude: one regex or several, applied after ``include``.
+      include: one regex or predicate, or several; default: every leaf.
+      exclude: one regex or predicate, or several, applied after ``include``.
 
     Returns:
-      A pytree of Python bools with the structure of ``params``.
+      A callable ``mask(params)`` returning a pytree of Python bools with the structure of
+      ``params``.
 
     Raises:
-      ValueError: if a pattern is not a string or not a valid regex.
+      TypeError: if a pattern is neither a string nor a callable.
+      ValueError: if a regex is invalid (at construction), or a predicate returns a
+        non-bool (when the mask is applied).
 
     Example:
-      >>> path_mask({"Dense_0": {"kernel": 1.0, "bias": 0.0}}, include=r"/kernel$")
+      >>> mask = path_mask(r"/kernel$")
+      >>> mask({"Dense_0": {"kernel": 1.0, "bias": 0.0}})
       {'Dense_0': {'bias': False, 'kernel': True}}
+      >>> path_mask(lambda path: path.startswith("W"))({"W1": 1.0, "b1": 0.0})
+      {'W1': True, 'b1': False}
     """
-    if isinstance(params, str):
-        raise ValueError(
-            f"path_mask expects the params pytree, got the string {params!r}; pass "
-            "mask=path_mask(params, include=...)"
-        )
     inc = _compile_patterns(include, "include")
     exc = _compile_patterns(exclude, "exclude")
 
-    def selected(keypath: Any, _: Any) -> bool:
-        path = path_to_str(keypath)
-        return any(p.search(path) for p in inc) and not any(p.search(path) for p in exc)
+    def selected(path: str, _: Any) -> bool:
+        return any(p(path) for p in inc) and not any(p(path) for p in exc)
 
-    return jax.tree_util.tree_map_with_path(selected, params)
+    def mask(params: Any) -> Any:
+        if isinstance(params, str):
+            raise TypeError(
+                f"a path_mask is applied to the params pytree, got the string {params!r}"
+            )
+        return _flags_by_path(selected, params)
+
+    return mask
