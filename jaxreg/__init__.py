@@ -6,6 +6,7 @@ hyperparameters. ``import jaxreg`` never imports torch; the PyTorch side lives i
 """
 
 from jaxreg import convert, init, models, nn, numpy_ref
+from jaxreg.constraints import max_norm
 from jaxreg.convert import flax_to_torch, torch_to_flax
 from jaxreg.dropout import (
     dropout,
@@ -18,11 +19,13 @@ from jaxreg.masks import path_mask, path_to_str, resolve_mask, weights_only
 from jaxreg.optim import torch_adam, torch_adamw, torch_sgd
 from jaxreg.penalties import (
     activity_penalty,
+    group_lasso_penalty,
     l1_penalty,
     l2_norm_penalty,
     l2_penalty,
     select_activations,
 )
+from jaxreg.prox import elastic_net_prox, group_lasso_prox
 from jaxreg.transforms import (
     add_l1,
     coupled_weight_decay,
@@ -39,6 +42,7 @@ __all__ = [
     "l2_norm_penalty",
     "activity_penalty",
     "select_activations",
+    "group_lasso_penalty",
     # masks (seed 004's param groups)
     "weights_only",
     "path_mask",
@@ -49,6 +53,9 @@ __all__ = [
     "l1_prox",
     "coupled_weight_decay",
     "decoupled_weight_decay",
+    "group_lasso_prox",
+    "elastic_net_prox",
+    "max_norm",
     "torch_sgd",
     "torch_adam",
     "torch_adamw",

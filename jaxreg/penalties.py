@@ -1,20 +1,23 @@
 """Penalties: pure functions from a pytree (parameters or activations) to a scalar.
 
-Three different formulas that PyTorch code all calls "L1"/"L2"; the names say which:
+Different formulas that PyTorch code all calls "L1"/"L2"; the names say which:
 
-=====================  ===========================================  =====================
-function               formula                                      seeds
-=====================  ===========================================  =====================
-``l1_penalty``         ``sum over leaves of sum(|w|)``              000, 001, 002
-``l2_penalty``         ``0.5 * sum over leaves of sum(w**2)``       (d2l), 002's argument
-``l2_penalty(mean)``   ``sum over leaves of 0.5 * mean(w**2)``      004
-``l2_norm_penalty``    ``sum over leaves of ||leaf||_2``            000 (VGG16), 001
-=====================  ===========================================  =====================
+=======================  ==============================================  =====================
+function                 formula                                         seeds
+=======================  ==============================================  =====================
+``l1_penalty``           ``sum over leaves of sum(|w|)``                 000, 001, 002
+``l2_penalty``           ``0.5 * sum over leaves of sum(w**2)``          (d2l), 002's argument
+``l2_penalty(mean)``     ``sum over leaves of 0.5 * mean(w**2)``         004
+``l2_norm_penalty``      ``sum over leaves of ||leaf||_2``               000 (VGG16), 001
+``group_lasso_penalty``  ``sum over units of ||incoming weights||_2``    (beyond the seeds)
+=======================  ==============================================  =====================
 
-Every function accepts any pytree, a bare array included, and a ``mask`` (see
-:mod:`jaxreg.masks`). Gradients at exact zeros are those of PyTorch's autograd (0, never
-JAX's 1 for ``|x|`` or a NaN for a norm), so a JAX run with zero-initialized biases follows
-the PyTorch run. All functions are jit-, grad- and vmap-safe.
+Every function accepts any pytree, a bare array included, and a keyword-only ``mask``
+(see :mod:`jaxreg.masks`); ``mask`` and ``reduction`` are keyword-only so that
+``l2_penalty(p, "mean")`` is a TypeError instead of a string silently taken for a mask.
+Gradients at exact zeros are those of PyTorch's autograd (0, never JAX's 1 for ``|x|`` or a
+NaN for a norm), so a JAX run with zero-initialized biases follows the PyTorch run.
+All functions are jit-, grad- and vmap-safe.
 
 Activity regularization (seed 001 penalizes ``layer1_out`` and ``layer2_out``) applies
 the same functions to activations; :func:`activity_penalty` reads them from a Flax
@@ -28,11 +31,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxreg.masks import Mask, path_to_str, resolve_mask
 
 __all__ = [
     "activity_penalty",
+    "group_lasso_penalty",
     "l1_penalty",
     "l2_norm_penalty",
     "l2_penalty",
@@ -85,7 +90,7 @@ def _sum_terms(terms: list[jax.Array]) -> jax.Array:
     return total
 
 
-def l1_penalty(tree: Any, mask: Mask = None) -> jax.Array:
+def l1_penalty(tree: Any, *, mask: Mask = None) -> jax.Array:
     """Sum of absolute values over the (masked) leaves of a pytree.
 
     The gradient at an exact 0 is 0, as PyTorch's ``torch.abs`` backward, not JAX's 1.
@@ -110,7 +115,7 @@ def l1_penalty(tree: Any, mask: Mask = None) -> jax.Array:
     return _sum_terms([jnp.sum(_abs(leaf)) for leaf in _selected_leaves(tree, mask)])
 
 
-def l2_penalty(tree: Any, mask: Mask = None, reduction: str = "sum") -> jax.Array:
+def l2_penalty(tree: Any, *, mask: Mask = None, reduction: str = "sum") -> jax.Array:
     """Half the squared L2 norm of the (masked) leaves: the classic weight-decay term.
 
     With ``reduction="sum"`` this is ``0.5 * sum(w**2)`` over all selected elements, whose
@@ -146,7 +151,7 @@ def l2_penalty(tree: Any, mask: Mask = None, reduction: str = "sum") -> jax.Arra
     return _sum_terms([jnp.mean(leaf * leaf) / 2 for leaf in leaves])
 
 
-def l2_norm_penalty(tree: Any, mask: Mask = None) -> jax.Array:
+def l2_norm_penalty(tree: Any, *, mask: Mask = None) -> jax.Array:
     """Sum over the (masked) leaves of each leaf's Euclidean (Frobenius) norm.
 
     Not the global norm and not squared: ``sum_i ||leaf_i||_2``. The gradient at an
@@ -171,6 +176,93 @@ def l2_norm_penalty(tree: Any, mask: Mask = None) -> jax.Array:
       Array([0., 0.], dtype=float32)
     """
     return _sum_terms([_norm(leaf) for leaf in _selected_leaves(tree, mask)])
+
+
+def _check_axis(axis: Any, owner: str) -> tuple[int, ...]:
+    """Validates a unit-axis argument (static): an int or a non-empty tuple of ints."""
+
+    def is_int(a: Any) -> bool:
+        return isinstance(a, (int, np.integer)) and not isinstance(a, bool)
+
+    axes = (axis,) if is_int(axis) else axis
+    if not isinstance(axes, tuple) or not axes or not all(is_int(a) for a in axes):
+        raise ValueError(
+            f"{owner}: axis must be an int or a non-empty tuple of ints (the axes of one "
+            f"unit's incoming weights, e.g. 0 for a Dense kernel), got {axis!r}"
+        )
+    return tuple(int(a) for a in axes)
+
+
+def _unit_axes(axes: tuple[int, ...], shape: tuple[int, ...], owner: str) -> tuple[int, ...]:
+    ndim = len(shape)
+    if any(not -ndim <= a < ndim for a in axes):
+        raise ValueError(
+            f"{owner}: axis {axes if len(axes) > 1 else axes[0]} is out of range for a leaf "
+            f"of shape {shape}; leave such leaves (biases, scalars) out with mask="
+        )
+    resolved = tuple(sorted({a % ndim for a in axes}))
+    if len(resolved) != len(axes):
+        raise ValueError(f"{owner}: axis {axes} repeats an axis of a leaf of shape {shape}")
+    return resolved
+
+
+def _group_norms(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
+    # Per-unit Euclidean norms (reduced axes kept), with _norm's double where: an all-zero
+    # unit (one the prox has switched off) has gradient 0, not NaN.
+    sq = jnp.sum(x * x, axis=axes, keepdims=True)
+    nonzero = sq > 0
+    safe = jnp.where(nonzero, sq, jnp.ones_like(sq))
+    return jnp.where(nonzero, jnp.sqrt(safe), jnp.zeros_like(sq))
+
+
+def group_lasso_penalty(
+    tree: Any, *, axis: int | tuple[int, ...] = 0, mask: Mask = None
+) -> jax.Array:
+    """Group lasso: the sum over units of the Euclidean norm of each unit's incoming weights.
+
+    A group is the slice of a leaf along ``axis``: Flax ``Dense`` kernels are ``(in, out)``,
+    so ``axis=0`` makes each output unit's column of incoming weights one group; a ``Conv``
+    kernel ``(h, w, in, out)`` takes ``axis=(0, 1, 2)``. Unlike :func:`l2_norm_penalty` (one
+    norm per leaf) its minimizers switch whole units off; use :func:`jaxreg.group_lasso_prox`
+    to reach the exact zeros. Groups are not weighted by ``sqrt(group size)`` (Yuan and Lin's
+    weighting): every group of a leaf has the same size, so that weight is a per-leaf
+    constant to fold into the strength. The gradient at an all-zero group is 0, never NaN.
+    PyTorch equivalent (``Linear.weight`` is ``(out, in)``):
+    ``sum(torch.linalg.vector_norm(W, dim=1).sum() for W in weights)``.
+
+    Args:
+      tree: a pytree of arrays.
+      axis: the axis or axes of one group (static); every selected leaf needs them.
+      mask: ``None``, a bool pytree or a path predicate (see :mod:`jaxreg.masks`); biases
+        usually stay out (``mask=weights_only(params)``).
+
+    Returns:
+      A scalar; 0 if no leaf is selected.
+
+    Raises:
+      ValueError: if ``axis`` is not an int or a tuple of ints, or is out of range for a
+        selected leaf.
+
+    References:
+      Yuan and Lin, "Model selection and estimation in regression with grouped variables",
+      JRSS B 2006; Scardapane et al., "Group sparse regularization for deep neural
+      networks", Neurocomputing 2017.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> kernel = jnp.array([[3.0, 0.0], [4.0, 0.0]])  # (in=2, out=2): unit 1 is off
+      >>> float(group_lasso_penalty(kernel))
+      5.0
+      >>> jax.grad(group_lasso_penalty)(kernel)
+      Array([[0.6, 0. ],
+             [0.8, 0. ]], dtype=float32)
+    """
+    axes = _check_axis(axis, "group_lasso_penalty")
+    terms = []
+    for leaf in _selected_leaves(tree, mask):
+        unit_axes = _unit_axes(axes, leaf.shape, "group_lasso_penalty")
+        terms.append(jnp.sum(_group_norms(leaf, unit_axes)))
+    return _sum_terms(terms)
 
 
 def _strip_sow_index(path: str) -> str:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import jaxreg
 from jaxreg.penalties import (
     activity_penalty,
+    group_lasso_penalty,
     l1_penalty,
     l2_norm_penalty,
     l2_penalty,
@@ -91,16 +92,16 @@ def test_l1_penalty_mask_bool_tree_and_predicate():
     expected = float(
         jnp.abs(tree["Dense_0"]["kernel"]).sum() + jnp.abs(tree["Dense_1"]["kernel"]).sum()
     )
-    np.testing.assert_allclose(l1_penalty(tree, mask), expected, rtol=1e-6)
+    np.testing.assert_allclose(l1_penalty(tree, mask=mask), expected, rtol=1e-6)
     np.testing.assert_allclose(
-        l1_penalty(tree, lambda p: p.endswith("kernel")), expected, rtol=1e-6
+        l1_penalty(tree, mask=jaxreg.path_mask(r"kernel$")), expected, rtol=1e-6
     )
-    grads = jax.grad(l1_penalty)(tree, mask)
+    grads = jax.grad(lambda t: l1_penalty(t, mask=mask))(tree)
     np.testing.assert_array_equal(grads["Dense_1"]["bias"], np.zeros(2))
 
 
 def test_l1_penalty_empty_selection_is_zero():
-    assert float(l1_penalty({"a": jnp.ones(3)}, lambda p: False)) == 0.0
+    assert float(l1_penalty({"a": jnp.ones(3)}, mask=lambda p: False)) == 0.0
     assert float(l1_penalty({})) == 0.0
 
 
@@ -177,7 +178,9 @@ def test_l2_penalty_jit_vmap_and_mask():
         jax.vmap(l2_penalty)(x), 0.5 * (np.asarray(x) ** 2).sum(1), rtol=1e-6
     )
     tree = {"w": x, "b": jnp.ones(3)}
-    np.testing.assert_allclose(l2_penalty(tree, {"w": True, "b": False}), l2_penalty(x), rtol=1e-7)
+    np.testing.assert_allclose(
+        l2_penalty(tree, mask={"w": True, "b": False}), l2_penalty(x), rtol=1e-7
+    )
 
 
 # --- l2_norm_penalty ---
@@ -242,9 +245,108 @@ def test_l2_norm_penalty_jit_vmap_mask():
     np.testing.assert_allclose(rows, np.linalg.norm(np.asarray(x), axis=1), rtol=1e-6)
     row_grads = jax.vmap(jax.grad(l2_norm_penalty))(x)
     np.testing.assert_array_equal(row_grads[1], np.zeros(6))
-    assert float(l2_norm_penalty({"a": x, "b": x}, lambda p: p == "a")) == pytest.approx(
+    only_a = jaxreg.path_mask("^a$")
+    assert float(l2_norm_penalty({"a": x, "b": x}, mask=only_a)) == pytest.approx(
         float(l2_norm_penalty(x)), rel=1e-6
     )
+
+
+def test_mask_and_reduction_are_keyword_only():
+    x = jnp.ones(3)
+    # positionally, "mean" would have been taken for a mask
+    for call in (
+        lambda: l2_penalty(x, "mean"),
+        lambda: l2_penalty(x, None, "mean"),
+        lambda: l1_penalty(x, None),
+        lambda: l2_norm_penalty(x, None),
+        lambda: group_lasso_penalty(x, 0),
+    ):
+        with pytest.raises(TypeError, match="positional argument"):
+            call()
+
+
+# --- group_lasso_penalty ---
+
+
+def _column_norms(w, axes):
+    return np.sqrt((w**2).sum(axis=axes))
+
+
+def test_group_lasso_penalty_value_dense_and_conv_kernels():
+    dense = RNG.normal(size=(5, 4))
+    conv = RNG.normal(size=(3, 3, 2, 6))
+    np.testing.assert_allclose(
+        group_lasso_penalty(jnp.asarray(dense)), _column_norms(dense, 0).sum(), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        group_lasso_penalty(jnp.asarray(conv), axis=(0, 1, 2)),
+        _column_norms(conv, (0, 1, 2)).sum(),
+        rtol=1e-6,
+    )
+    # axis=-1 groups a Dense kernel by input unit (outgoing weights), the other convention
+    np.testing.assert_allclose(
+        group_lasso_penalty(jnp.asarray(dense), axis=-1), _column_norms(dense, 1).sum(), rtol=1e-6
+    )
+    # one group per leaf = l2_norm_penalty
+    np.testing.assert_allclose(
+        group_lasso_penalty(jnp.asarray(dense), axis=(0, 1)),
+        l2_norm_penalty(jnp.asarray(dense)),
+        rtol=1e-6,
+    )
+
+
+def test_group_lasso_penalty_grad_closed_form_and_zero_group():
+    w = np.asarray(RNG.normal(size=(4, 3)), np.float32)
+    w[:, 1] = 0.0
+    g = np.asarray(jax.grad(group_lasso_penalty)(jnp.asarray(w)))
+    assert np.isfinite(g).all()
+    np.testing.assert_array_equal(g[:, 1], np.zeros(4))
+    expected = w / np.where(_column_norms(w, 0) > 0, _column_norms(w, 0), 1.0)
+    np.testing.assert_allclose(g, expected, rtol=1e-6)
+
+
+def test_group_lasso_penalty_matches_torch_vector_norm():
+    torch = pytest.importorskip("torch")
+    kernel = RNG.normal(size=(6, 4))
+    kernel[:, 2] = 0.0
+    weight = torch.tensor(kernel.T.copy(), requires_grad=True)  # torch Linear: (out, in)
+    total = torch.linalg.vector_norm(weight, dim=1).sum()
+    total.backward()
+    with jax.enable_x64(True):
+        value, grad = jax.value_and_grad(group_lasso_penalty)(jnp.asarray(kernel))
+        np.testing.assert_allclose(value, total.item(), rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(grad).T, weight.grad.numpy(), rtol=1e-12)
+
+
+def test_group_lasso_penalty_mask_jit_vmap():
+    params = _as_jnp(_tree())
+    expected = sum(
+        _column_norms(np.asarray(params[m]["kernel"]), 0).sum() for m in ("Dense_0", "Dense_1")
+    )
+    got = group_lasso_penalty(params, mask=jaxreg.weights_only(params))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(group_lasso_penalty)(params["Dense_0"]["kernel"]),
+                               _column_norms(np.asarray(params["Dense_0"]["kernel"]), 0).sum(),
+                               rtol=1e-6)  # fmt: skip
+    stack = jnp.asarray(RNG.normal(size=(3, 4, 2)), jnp.float32)
+    np.testing.assert_allclose(
+        jax.vmap(group_lasso_penalty)(stack), _column_norms(np.asarray(stack), 1).sum(1), rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "axis, match",
+    [
+        (2, r"axis 2 is out of range for a leaf of shape \(4, 3\)"),
+        ((0, 0), r"repeats an axis"),
+        (1.0, r"axis must be an int or a non-empty tuple of ints"),
+        ((), r"axis must be"),
+        (True, r"axis must be"),
+    ],
+)
+def test_group_lasso_penalty_bad_axis_raises(axis, match):
+    with pytest.raises(ValueError, match=match):
+        group_lasso_penalty(jnp.ones((4, 3)), axis=axis)
 
 
 # --- activity regularization ---
@@ -312,5 +414,6 @@ def test_public_names_exported():
         "l2_norm_penalty",
         "activity_penalty",
         "select_activations",
+        "group_lasso_penalty",
     ):
         assert getattr(jaxreg, name) is getattr(jaxreg.penalties, name)

@@ -435,11 +435,11 @@ class Train:
             return jnp.float32(0.0)
         mask = _resolve(cfg.penalty_mask, params)
         if cfg.penalty == "l1":
-            return hp["l1"] * penalties.l1_penalty(params, mask)
+            return hp["l1"] * penalties.l1_penalty(params, mask=mask)
         if cfg.penalty == "l2_norm":
-            return hp["l2"] * penalties.l2_norm_penalty(params, mask)
+            return hp["l2"] * penalties.l2_norm_penalty(params, mask=mask)
         reduction = "mean" if cfg.penalty == "l2_mean" else "sum"
-        return hp["l2"] * penalties.l2_penalty(params, mask, reduction=reduction)
+        return hp["l2"] * penalties.l2_penalty(params, mask=mask, reduction=reduction)
 
     def _activity_penalty(self, outputs, hp, row_mask) -> jax.Array:
         total = jnp.float32(0.0)
