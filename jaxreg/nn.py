@@ -22,35 +22,53 @@ import flax.linen as nn
 import jax
 
 from jaxreg.dropout import _check_probability, dropout, vanilla_dropout
+from jaxreg.nn_noise import (
+    AlphaDropout,
+    DropConnectDense,
+    Dropout1d,
+    Dropout2d,
+    Dropout3d,
+    DropPath,
+    FeatureAlphaDropout,
+    GaussianDropout,
+    GaussianNoise,
+    SpatialDropout,
+    _rng_key,
+)
 
-__all__ = ["Dropout", "VanillaDropout"]
-
-
-def _rng_key(module: nn.Module, collection: str, rng: Any) -> Any:
-    if rng is not None:
-        return rng
-    # Flax's make_rng falls back to the "params" stream (e.g. `init(key, ...)`); only when
-    # neither stream exists is there no key to draw.
-    if not (module.has_rng(collection) or module.has_rng("params")):
-        raise ValueError(
-            f"{type(module).__name__} in training mode (deterministic=False) needs a PRNG key in "
-            f"the {collection!r} collection: pass rngs={{{collection!r}: key}} to apply/init, "
-            f"rng=key at call time, or deterministic=True for evaluation."
-        )
-    return module.make_rng(collection)
+__all__ = [
+    "AlphaDropout",
+    "DropConnectDense",
+    "DropPath",
+    "Dropout",
+    "Dropout1d",
+    "Dropout2d",
+    "Dropout3d",
+    "FeatureAlphaDropout",
+    "GaussianDropout",
+    "GaussianNoise",
+    "SpatialDropout",
+    "VanillaDropout",
+]
 
 
 class Dropout(nn.Module):
-    """Inverted dropout layer: PyTorch's ``nn.Dropout(p=rate)`` (seeds 002, 003, 004).
+    """Inverted dropout layer, a drop-in for ``flax.linen.Dropout``; PyTorch's ``nn.Dropout``.
 
-    Survivors are scaled by ``1 / (1 - rate)`` in training; evaluation is the identity.
-    Unlike ``flax.linen.Dropout``, the rate may also be passed at call time as a traced scalar,
-    which lets one compiled training step serve a sweep over dropout rates.
+    Survivors are scaled by ``1 / (1 - rate)`` in training; evaluation is the identity (seeds
+    002, 003, 004). The attributes (``rate, broadcast_dims, deterministic, rng_collection``) and
+    the call ``layer(inputs, deterministic, rng)``, positional arguments included, are those of
+    ``flax.linen.Dropout``, with the same key stream and the same mask; the output agrees to
+    the last bit where ``1 / (1 - rate)`` is exact (e.g. rate 0.5, 0.75) and within one rounding
+    otherwise (torch's ``x * (1 / keep)`` here, Flax's ``x / keep``). Two additions: the rate
+    may be passed at call time as a keyword-only, possibly traced scalar, so one compiled
+    training step serves a sweep over dropout rates; and a concrete rate outside ``[0, 1]``
+    raises ``ValueError``.
 
     Attributes:
         rate: drop probability in ``[0, 1]`` (PyTorch's ``p``), used when the call passes none.
         broadcast_dims: axes along which one mask draw is shared (``(1, 2)`` on NHWC input drops
-            whole channels, like ``nn.Dropout2d``).
+            whole channels, like ``nn.Dropout2d``; see also :class:`Dropout2d`).
         deterministic: evaluation mode if True; if None it must be given at call time.
         rng_collection: the ``rngs`` collection the key is drawn from.
 
@@ -61,7 +79,7 @@ class Dropout(nn.Module):
         >>> y = layer.apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(0)})
         >>> bool(jnp.all((y == 0) | (y == 2.0)))
         True
-        >>> bool(jnp.all(layer.apply({}, x, deterministic=True) == x))
+        >>> bool(jnp.all(layer.apply({}, x, True) == x))
         True
     """
 
@@ -73,21 +91,22 @@ class Dropout(nn.Module):
     @nn.compact
     def __call__(
         self,
-        x: jax.Array,
+        inputs: jax.Array,
         deterministic: bool | None = None,
-        rate: Any = None,
         rng: Any = None,
+        *,
+        rate: Any = None,
     ) -> jax.Array:
         """Applies dropout.
 
         Args:
-            x: floating-point input.
+            inputs: floating-point input.
             deterministic: evaluation mode if True; exactly one of this and the attribute.
-            rate: drop probability overriding the attribute; may be a traced scalar.
             rng: explicit PRNG key; by default one is drawn from ``rng_collection``.
+            rate: drop probability overriding the attribute (keyword-only); may be traced.
 
         Returns:
-            An array like ``x``.
+            An array like ``inputs``.
 
         Raises:
             ValueError: if ``deterministic`` is given neither as attribute nor at call time (or
@@ -100,9 +119,9 @@ class Dropout(nn.Module):
         # Like flax.linen.Dropout, draw no key when none is needed, so adding an inactive
         # layer does not shift the keys of the layers after it.
         if deterministic or concrete == 0.0:
-            return x
+            return inputs
         key = _rng_key(self, self.rng_collection, rng)
-        return dropout(x, rate, key=key, broadcast_dims=self.broadcast_dims)
+        return dropout(inputs, rate, key=key, broadcast_dims=self.broadcast_dims)
 
 
 class VanillaDropout(nn.Module):
@@ -131,21 +150,22 @@ class VanillaDropout(nn.Module):
     @nn.compact
     def __call__(
         self,
-        x: jax.Array,
+        inputs: jax.Array,
         deterministic: bool | None = None,
-        keep_prob: Any = None,
         rng: Any = None,
+        *,
+        keep_prob: Any = None,
     ) -> jax.Array:
-        """Applies vanilla dropout.
+        """Applies vanilla dropout (the call order of :class:`Dropout`).
 
         Args:
-            x: floating-point input.
+            inputs: floating-point input.
             deterministic: evaluation mode if True; exactly one of this and the attribute.
-            keep_prob: keep probability overriding the attribute; may be a traced scalar.
             rng: explicit PRNG key; by default one is drawn from ``rng_collection``.
+            keep_prob: keep probability overriding the attribute (keyword-only); may be traced.
 
         Returns:
-            An array like ``x``.
+            An array like ``inputs``.
 
         Raises:
             ValueError: as :class:`Dropout`, for ``keep_prob``.
@@ -154,6 +174,6 @@ class VanillaDropout(nn.Module):
         keep_prob = self.keep_prob if keep_prob is None else keep_prob
         _check_probability(keep_prob, "keep_prob")
         if deterministic:
-            return vanilla_dropout(x, keep_prob, deterministic=True)
+            return vanilla_dropout(inputs, keep_prob, deterministic=True)
         key = _rng_key(self, self.rng_collection, rng)
-        return vanilla_dropout(x, keep_prob, key=key, broadcast_dims=self.broadcast_dims)
+        return vanilla_dropout(inputs, keep_prob, key=key, broadcast_dims=self.broadcast_dims)
