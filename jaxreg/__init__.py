@@ -6,6 +6,7 @@ hyperparameters. ``import jaxreg`` never imports torch; the PyTorch side lives i
 """
 
 from jaxreg import convert, init, models, nn, numpy_ref
+from jaxreg.alpha import alpha_dropout, alpha_dropout_with_mask, feature_alpha_dropout
 from jaxreg.constraints import max_norm
 from jaxreg.convert import flax_to_torch, torch_to_flax
 from jaxreg.dropout import (
@@ -16,6 +17,13 @@ from jaxreg.dropout import (
     vanilla_dropout,
 )
 from jaxreg.masks import path_mask, path_to_str, resolve_mask, weights_only
+from jaxreg.noise import (
+    drop_connect,
+    drop_path,
+    drop_path_with_mask,
+    gaussian_dropout,
+    gaussian_noise,
+)
 from jaxreg.optim import torch_adam, torch_adamw, torch_sgd
 from jaxreg.penalties import (
     activity_penalty,
@@ -26,6 +34,13 @@ from jaxreg.penalties import (
     select_activations,
 )
 from jaxreg.prox import elastic_net_prox, group_lasso_prox
+from jaxreg.spatial import (
+    dropout1d,
+    dropout2d,
+    dropout3d,
+    spatial_dropout,
+    spatial_dropout_with_mask,
+)
 from jaxreg.transforms import (
     add_l1,
     coupled_weight_decay,
@@ -65,6 +80,20 @@ __all__ = [
     "dropout_with_mask",
     "vanilla_dropout",
     "mc_dropout_predict",
+    # noise injection beyond dropout (issue 11)
+    "drop_connect",
+    "gaussian_dropout",
+    "gaussian_noise",
+    "alpha_dropout",
+    "alpha_dropout_with_mask",
+    "feature_alpha_dropout",
+    "drop_path",
+    "drop_path_with_mask",
+    "spatial_dropout",
+    "spatial_dropout_with_mask",
+    "dropout1d",
+    "dropout2d",
+    "dropout3d",
     # torch <-> Flax
     "torch_to_flax",
     "flax_to_torch",
