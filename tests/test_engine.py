@@ -270,8 +270,65 @@ def test_bad_hparams_raise(tiny, hparams, match):
 
 def test_dropout_hparams_need_a_rates_argument(wd_run):
     train, *_ = wd_run
-    with pytest.raises(ValueError, match="rates"):
+    with pytest.raises(ValueError, match="hyperparameter 'dropout1' is not used.*rates"):
         train.normalize_hparams({"dropout1": 0.5})
+
+
+@pytest.mark.parametrize(
+    "overrides, used",
+    [
+        ({"model": models.DropoutMLP()}, ("lr", "weight_decay", "dropout1", "dropout2")),
+        ({"model": models.WeightDecayMLP(), "penalty": "l1"}, ("lr", "weight_decay", "l1")),
+        ({"model": models.WeightDecayMLP(), "penalty": "l2_mean"}, ("lr", "weight_decay", "l2")),
+        ({"model": models.WeightDecayMLP(), "penalty": "l2_norm"}, ("lr", "weight_decay", "l2")),
+        (
+            {"model": models.ActivityMLP(), "activity": (("l1", 1), ("l2_norm", 2))},
+            ("lr", "weight_decay", "act_l1", "act_l2"),
+        ),
+        (
+            {"model": models.ActivityMLP(), "activity": (("l2", 2),)},
+            ("lr", "weight_decay", "act_l2"),
+        ),
+        ({"model": models.TwoLayerNet(), "optimizer": "adamw"}, ("lr", "weight_decay")),
+    ],
+)
+def test_used_hparams(overrides, used):
+    assert engine.TrainConfig(**overrides).used_hparams() == used
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("l1", r"\(penalty='none'\); used: lr, weight_decay, dropout1, dropout2$"),
+        ("l2", r"\(penalty='none'\)"),
+        ("act_l1", r"\(activity=\(\)\)"),
+    ],
+)
+def test_unused_hparam_is_an_error_naming_it(tiny, name, reason):
+    train, _ = tiny
+    with pytest.raises(
+        ValueError, match=f"^hyperparameter '{name}' is not used by this run {reason}"
+    ):
+        train.normalize_hparams({name: 0.1})
+    # Zero does nothing either: the check is on the name, not the value.
+    with pytest.raises(ValueError, match=name):
+        train(jax.random.key(0), {name: 0.0})
+
+
+def test_normalized_hparams_hold_only_used_names(tiny, wd_run):
+    train, _ = tiny
+    assert set(train.normalize_hparams(DROPOUT_HP)) == {
+        "lr",
+        "weight_decay",
+        "dropout1",
+        "dropout2",
+    }
+    assert set(train.normalize_hparams({})) == {"lr", "weight_decay"}
+    wd_train, *_ = wd_run
+    normalized = wd_train.normalize_hparams({"l2": 1.0})
+    assert set(normalized) == {"lr", "weight_decay", "l2"}
+    # A normalized dict is accepted again (sweeps normalize once, then call the pure function).
+    assert set(wd_train.normalize_hparams(normalized)) == set(normalized)
 
 
 def test_bad_data_raises():

@@ -90,8 +90,8 @@ class TrainConfig:
         (``hparams["l2"] *`` seed 004's ``(w**2).mean()/2`` summed over tensors), ``"l2_norm"``
         (``hparams["l2"] *`` seed 000's sum of per-tensor L2 norms).
       penalty_mask: which parameters the penalty sees: ``"weights_only"`` (seed 004's W1, W2),
-        None (all, seed 002's loop over ``model.parameters()``), a predicate on "/"-joined paths
-        or a bool pytree (see :func:`jaxreg.masks.resolve_mask`).
+        None (all, seed 002's loop over ``model.parameters()``), a bool pytree or a callable on
+        the params tree such as ``jaxreg.path_mask(...)`` (see :func:`jaxreg.masks.resolve_mask`).
       decay_mask: which parameters the optimizer decays (same forms; seed 004's param groups).
       activity: activation penalties: ``(kind, index)`` pairs, ``index`` into the model's output
         tuple; ``"l1"`` uses ``hparams["act_l1"]``, ``"l2"``/``"l2_norm"`` ``hparams["act_l2"]``.
@@ -159,6 +159,48 @@ class TrainConfig:
                     f"activity entry {entry!r}: expected (kind, index) with kind in "
                     f"{ACTIVITY_KINDS} and index >= 1 into the model's output tuple"
                 )
+
+    def used_hparams(self) -> tuple[str, ...]:
+        """The names of :data:`HPARAMS` this run reads; any other one is an error.
+
+        ``lr`` and ``weight_decay`` always (every optimizer the engine builds applies weight
+        decay: coupled for SGD and Adam, decoupled for AdamW); ``l1`` with ``penalty="l1"``,
+        ``l2`` with the three L2 penalties; ``act_l1`` / ``act_l2`` with an activity penalty of
+        that kind; ``dropout1`` and ``dropout2`` when the model's ``__call__`` takes ``rates=``,
+        ``dropout1`` alone when it takes ``rate=``.
+
+        Returns:
+          A tuple of names, in the order of :data:`HPARAMS`.
+
+        Example:
+          >>> from jaxreg.models import DropoutMLP
+          >>> TrainConfig(model=DropoutMLP()).used_hparams()
+          ('lr', 'weight_decay', 'dropout1', 'dropout2')
+        """
+        used = {"lr", "weight_decay"}
+        if self.penalty == "l1":
+            used.add("l1")
+        elif self.penalty != "none":
+            used.add("l2")
+        for kind, _ in self.activity:
+            used.add("act_l1" if kind == "l1" else "act_l2")
+        call = _call_kwargs(self.model)
+        if "rates" in call:
+            used |= {"dropout1", "dropout2"}
+        elif "rate" in call:
+            used.add("dropout1")
+        return tuple(name for name in HPARAMS if name in used)
+
+    def unused_reason(self, name: str) -> str:
+        """Why hyperparameter ``name`` does nothing in this run (for error messages)."""
+        if name in ("l1", "l2"):
+            return f"penalty={self.penalty!r}"
+        if name.startswith("act_"):
+            return f"activity={self.activity!r}"
+        model = type(self.model).__name__
+        if "rate" in _call_kwargs(self.model):
+            return f"{model}.__call__ takes one `rate=`, which dropout1 sets"
+        return f"{model}.__call__ takes no `rates=`/`rate=` argument to receive dropout rates"
 
 
 class TrainState(NamedTuple):
@@ -361,25 +403,32 @@ class Train:
           hparams: a subset of :data:`HPARAMS` -> scalar or array.
 
         Returns:
-          A dict with ``lr, weight_decay, l1, l2, act_l1, act_l2`` (and ``dropout1, dropout2``
-          when either was given), float32 arrays of one common shape.
+          A dict with the non-dropout names of :meth:`TrainConfig.used_hparams` (and the
+          dropout ones when any was given), float32 arrays of one common shape.
+
+        Raises:
+          ValueError: a name outside :data:`HPARAMS`, a name this run does not use (naming it),
+            or a concrete value out of range.
         """
         hp = dict(hparams or {})
         unknown = sorted(set(hp) - set(HPARAMS))
         if unknown:
             raise ValueError(f"hparams: unknown keys {unknown}; allowed keys are {HPARAMS}")
-        defaults = {"lr": self.config.lr}
-        keys = [k for k in HPARAMS if not k.startswith("dropout")]
-        if "dropout1" in hp or "dropout2" in hp:
-            if not self._call_kwargs & {"rates", "rate"}:
+        used = self.config.used_hparams()
+        for name in hp:
+            if name not in used:
+                # A sweep axis that does nothing would report identical rows as "no effect".
                 raise ValueError(
-                    f"hparams: dropout rates given but {type(self.config.model).__name__}."
-                    "__call__ takes no `rates=`/`rate=` argument to receive them"
+                    f"hyperparameter {name!r} is not used by this run "
+                    f"({self.config.unused_reason(name)}); used: {', '.join(used)}"
                 )
+        defaults = {"lr": self.config.lr}
+        keys = [k for k in used if not k.startswith("dropout")]
+        if "dropout1" in hp or "dropout2" in hp:
             model = self.config.model
             defaults["dropout1"] = getattr(model, "dropout1", getattr(model, "dropout_rate", 0.0))
             defaults["dropout2"] = getattr(model, "dropout2", defaults["dropout1"])
-            keys += ["dropout1", "dropout2"]
+            keys += [k for k in used if k.startswith("dropout")]
         values = {k: hp.get(k, defaults.get(k, 0.0)) for k in keys}
         shape = max((np.shape(v) for v in values.values()), key=len)
         out = {}
