@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from jaxreg.torch_ref.replay import active_replay
+
 __all__ = ["cs231n_predict", "cs231n_train_forward", "dropout_layer"]
 
 _VARIANTS = ("vanilla", "inverted")
@@ -27,7 +29,8 @@ def dropout_layer(
     ``dropout`` is the DROP probability: 1 returns zeros, 0 returns ``X`` itself, otherwise
     ``mask = rand(X.shape) > dropout`` and the result is ``mask * X / (1 - dropout)``. The mask
     is drawn on ``X``'s device (d2l's ``torch.rand(X.shape)`` is always on the CPU). jaxreg
-    equivalent: ``jaxreg.dropout(X, rate=dropout, key=...)``.
+    equivalent: ``jaxreg.dropout(X, rate=dropout, key=...)``. Inside
+    ``jaxreg.torch_ref.replay.replaying`` the mask is the replayed one instead of a new draw.
 
     Args:
         X: input tensor.
@@ -42,6 +45,11 @@ def dropout_layer(
         0.0
     """
     assert 0 <= dropout <= 1
+    replay = active_replay()
+    if replay is not None:
+        # A matched run: the mask was drawn by JAX (``jaxreg.lab.matched``); d2l's arithmetic.
+        mask = replay.take(X.shape, X.dtype, X.device)
+        return torch.zeros_like(X) if dropout == 1 else mask * X / (1.0 - dropout)
     if dropout == 1:
         return torch.zeros_like(X)
     if dropout == 0:
