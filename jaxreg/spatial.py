@@ -146,6 +146,9 @@ def _dropout_nd(x, rate, key, deterministic, spatial: int) -> jax.Array:
             f"{name} expects a {spatial + 2}-d batched (N, {spatial} spatial axes, C) or a "
             f"{spatial + 1}-d unbatched input, channels last; got shape {x.shape}."
         )
+    concrete = _check_probability(rate, "rate")
+    if not (deterministic or concrete == 0.0):
+        _require_key(key, name)
     if x.ndim == spatial + 2:
         return spatial_dropout(x, rate, key=key, deterministic=deterministic)
     # Unbatched: torch unsqueezes a batch axis of 1 and squeezes it afterwards.
