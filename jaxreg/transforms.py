@@ -221,7 +221,7 @@ def coupled_weight_decay(
     ``weight_decay`` argument of ``SGD`` and ``Adam`` (``grad += wd * p``), seed 002's
     ``SGD(lr=0.01, weight_decay=0.001)`` and, with ``mask=weights_only(params)``, seed
     004's param groups. It equals adding ``weight_decay * l2_penalty(params)`` to the
-    loss. Like ``optax.add_decayed_weights``, with path-predicate masks and schedules.
+    loss. Like ``optax.add_decayed_weights`` (the same ``mask`` values), with schedules.
 
     Args:
       weight_decay: strength >= 0: a float, a traced scalar or a schedule.
@@ -236,8 +236,9 @@ def coupled_weight_decay(
     Example:
       >>> import jax, jax.numpy as jnp, optax
       >>> params = {"W1": jnp.ones(2), "b1": jnp.ones(2)}
+      >>> from jaxreg.masks import path_mask
       >>> tx = optax.chain(
-      ...     coupled_weight_decay(0.5, mask=lambda path: path.startswith("W")),
+      ...     coupled_weight_decay(0.5, mask=path_mask(r"^W")),
       ...     optax.sgd(0.1),
       ... )
       >>> updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)

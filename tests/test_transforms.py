@@ -72,7 +72,7 @@ def test_add_l1_sign_of_zero_is_zero():
 def test_add_l1_mask_bool_tree_and_predicate():
     params = _params()
     grads = jax.tree.map(jnp.ones_like, params)
-    for mask in ({"w": True, "b": False}, lambda path: path == "w"):
+    for mask in ({"w": True, "b": False}, jaxreg.path_mask(lambda path: path == "w")):
         tx = add_l1(0.5, mask=mask)
         updates, _ = tx.update(grads, tx.init(params), params)
         np.testing.assert_array_equal(updates["b"], np.ones(3))
@@ -146,7 +146,7 @@ def test_l1_prox_one_step_formula_and_mask():
     params = _params()
     grads = jax.tree.map(lambda p: jnp.asarray(RNG.normal(size=p.shape), p.dtype), params)
     lr, lam = 0.1, 0.5
-    tx = optax.chain(optax.sgd(lr), l1_prox(lam, lr, mask=lambda path: path == "w"))
+    tx = optax.chain(optax.sgd(lr), l1_prox(lam, lr, mask=jaxreg.path_mask(r"^w$")))
     updates, _ = tx.update(grads, tx.init(params), params)
     new = optax.apply_updates(params, updates)
     z = np.asarray(params["w"]) - lr * np.asarray(grads["w"])

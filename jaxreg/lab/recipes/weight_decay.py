@@ -37,11 +37,13 @@ def run(ctx: Context) -> Outcome:
 
     import jax
 
-    from jaxreg import models
+    from jaxreg import masks, models
     from jaxreg.lab import engine
 
-    def is_penalized(path: str) -> bool:
+    def penalized_name(path: str) -> bool:
         return path.split("/")[-1] in penalized
+
+    is_penalized = masks.path_mask(penalized_name)
 
     config = engine.TrainConfig(
         model=models.WeightDecayMLP(**model_kw),
