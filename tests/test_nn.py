@@ -184,3 +184,112 @@ def test_vanilla_expectation_matches_predict():
     y = VanillaDropout(0.3).apply({}, x, deterministic=False, rngs=_rngs(5))
     pred = VanillaDropout(0.3).apply({}, x, deterministic=True)
     assert abs(float(y.mean()) - float(pred[0])) <= 5 * np.sqrt(0.3 * 0.7 / x.size)
+
+
+# --- jaxreg.nn.Dropout as a drop-in for flax.linen.Dropout ---------------------------------------
+
+
+def test_dropout_signature_and_attributes_match_flax():
+    import dataclasses
+    import inspect
+
+    ours = list(inspect.signature(Dropout.__call__).parameters.values())
+    theirs = list(inspect.signature(nn.Dropout.__call__).parameters.values())
+    assert [p.name for p in ours[:4]] == [p.name for p in theirs]
+    assert ours[4].name == "rate" and ours[4].kind is inspect.Parameter.KEYWORD_ONLY
+    fields = {f.name for f in dataclasses.fields(nn.Dropout)} - {"parent", "name"}
+    assert fields <= {f.name for f in dataclasses.fields(Dropout)}
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.75, 0.0, 1.0])
+def test_dropout_identical_to_flax_for_the_same_call(rate):
+    # 1 / (1 - rate) is exact for these rates, so x * (1 / keep) == x / keep bit for bit.
+    key = jax.random.key(11)
+    calls = [
+        lambda L: L(rate).apply({}, X, False, rngs=_rngs(3)),  # positional deterministic
+        lambda L: L(rate).apply({}, X, False, key),  # positional rng
+        lambda L: L(rate, (0,)).apply({}, X, False, rngs=_rngs(4)),  # positional broadcast_dims
+        lambda L: L(rate, deterministic=False).apply({}, X, rngs=_rngs(5)),
+        lambda L: L(rate, rng_collection="noise").apply({}, X, False, rngs={"noise": key}),
+        lambda L: L(rate).apply({}, X, True),
+    ]
+    for call in calls:
+        np.testing.assert_array_equal(call(Dropout), call(nn.Dropout))
+
+
+def test_dropout_matches_flax_within_one_rounding_for_other_rates():
+    for rate in (0.1, 0.3, 0.9):
+        ours = Dropout(rate).apply({}, X, False, rngs=_rngs(6))
+        flax = nn.Dropout(rate).apply({}, X, False, rngs=_rngs(6))
+        np.testing.assert_array_equal(np.asarray(ours) != 0, np.asarray(flax) != 0)
+        np.testing.assert_allclose(ours, flax, rtol=np.finfo(np.float32).eps, atol=0)
+
+
+def test_call_time_rate_is_keyword_only():
+    with pytest.raises(TypeError):
+        Dropout(0.5).apply({}, X, False, None, 0.3)
+
+
+# --- noise-injection layers ---------------------------------------------------------------------
+
+NOISE_LAYERS = [
+    (jaxreg.nn.GaussianDropout, jaxreg.gaussian_dropout),
+    (jaxreg.nn.AlphaDropout, jaxreg.alpha_dropout),
+    (jaxreg.nn.FeatureAlphaDropout, jaxreg.feature_alpha_dropout),
+    (jaxreg.nn.DropPath, jaxreg.drop_path),
+    (jaxreg.nn.SpatialDropout, jaxreg.spatial_dropout),
+    (jaxreg.nn.Dropout1d, jaxreg.dropout1d),
+    (jaxreg.nn.Dropout2d, jaxreg.dropout2d),
+    (jaxreg.nn.Dropout3d, jaxreg.dropout3d),
+    (jaxreg.nn.GaussianNoise, jaxreg.gaussian_noise),
+]
+INPUT_FOR = {jaxreg.dropout1d: (4, 6, 3), jaxreg.dropout3d: (2, 3, 3, 2, 4)}
+
+
+@pytest.mark.parametrize("layer,fn", NOISE_LAYERS, ids=lambda v: getattr(v, "__name__", ""))
+def test_noise_layer_matches_function_and_modes(layer, fn):
+    x = jnp.asarray(np.random.default_rng(1).uniform(0.5, 1.5, INPUT_FOR.get(fn, (4, 5, 5, 3))))
+    key = jax.random.key(2)
+    y = layer(0.3).apply({}, x, False, rngs={"dropout": key})
+    sub = layer(0.3).apply({}, method=lambda m: m.make_rng("dropout"), rngs={"dropout": key})
+    np.testing.assert_array_equal(y, fn(x, 0.3, key=sub))
+    np.testing.assert_array_equal(layer(0.3).apply({}, x, False, key), fn(x, 0.3, key=key))
+    assert layer(0.3).apply({}, x, True) is x
+    assert layer(0.3, deterministic=True).apply({}, x) is x
+    assert layer(0.0).apply({}, x, False) is x  # strength 0: no key needed, none drawn
+    with pytest.raises(ValueError, match=r"'dropout' collection"):
+        layer(0.3).apply({}, x, False)
+    with pytest.raises(ValueError, match="deterministic"):
+        layer(0.3).apply({}, x, rngs={"dropout": key})
+    with pytest.raises(ValueError, match=r"must be in \["):
+        layer(-1.0).apply({}, x, True)  # a bad concrete value raises in evaluation mode too
+    name = "stddev" if layer is jaxreg.nn.GaussianNoise else "rate"
+    traces = []
+
+    @jax.jit
+    def f(r):
+        traces.append(1)
+        return layer(0.3).apply({}, x, False, rngs={"dropout": key}, **{name: r})
+
+    outs = [f(jnp.float32(r)) for r in (0.2, 0.4)]
+    assert len(traces) == 1 and bool(jnp.any(outs[0] != outs[1]))
+
+
+def test_drop_connect_dense():
+    layer = jaxreg.nn.DropConnectDense(5, rate=0.5)
+    x = jnp.asarray(np.random.default_rng(2).standard_normal((3, 4)), jnp.float32)
+    params = layer.init(jax.random.key(0), x, deterministic=True)
+    assert set(params["params"]) == {"kernel", "bias"}
+    dense = nn.Dense(5).apply(params, x)
+    np.testing.assert_array_equal(layer.apply(params, x, True), dense)
+    key = jax.random.key(3)
+    y = layer.apply(params, x, False, key)
+    kernel = params["params"]["kernel"]
+    masked = jaxreg.drop_connect(kernel, 0.5, key=key)
+    np.testing.assert_allclose(y, x @ masked + params["params"]["bias"], rtol=1e-6)
+    # A new key is a new mask per step; the gradient reaches only the kept weights.
+    assert bool(jnp.any(layer.apply(params, x, False, jax.random.key(4)) != y))
+    grads = jax.grad(lambda p: jnp.sum(layer.apply(p, x, False, key)))(params)
+    np.testing.assert_array_equal(grads["params"]["kernel"] == 0, masked == 0)
+    with pytest.raises(ValueError, match="'dropout' collection"):
+        layer.apply(params, x, False)
