@@ -91,18 +91,37 @@ SGD_CASES = [
     ("weight_decay", {"lr": 0.1, "weight_decay": 0.01}, False),
     ("all", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.05, "nesterov": True}, False),
     ("groups", {"lr": 0.1, "momentum": 0.5, "dampening": 0.1, "weight_decay": 0.1}, True),
+    ("maximize", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.05, "maximize": True}, False),
+    (
+        "maximize_nesterov_groups",
+        {"lr": 0.05, "momentum": 0.8, "nesterov": True, "weight_decay": 0.1, "maximize": True},
+        True,
+    ),
 ]
 ADAM_CASES = [
     ("default", {"lr": 1e-3}, False),
     ("weight_decay", {"lr": 1e-2, "weight_decay": 0.1}, False),
     ("small_beta1", {"lr": 1e-2, "betas": (0.3, 0.9), "eps": 1e-6}, False),
     ("groups", {"lr": 1e-2, "weight_decay": 0.1}, True),
+    ("amsgrad", {"lr": 1e-2, "betas": (0.9, 0.9), "amsgrad": True}, False),
+    (
+        "amsgrad_maximize_weight_decay",
+        {"lr": 1e-2, "weight_decay": 0.1, "amsgrad": True, "maximize": True},
+        False,
+    ),
+    ("decoupled_groups", {"lr": 1e-2, "weight_decay": 0.5, "decoupled_weight_decay": True}, True),
 ]
 ADAMW_CASES = [
     ("default", {"lr": 1e-3}, False),
     ("strong_decay", {"lr": 1e-2, "weight_decay": 0.5}, False),
     ("small_beta1", {"lr": 1e-2, "betas": (0.3, 0.99), "weight_decay": 0.1}, False),
     ("groups", {"lr": 1e-2, "weight_decay": 0.5}, True),
+    ("amsgrad", {"lr": 1e-2, "betas": (0.9, 0.9), "weight_decay": 0.1, "amsgrad": True}, False),
+    (
+        "maximize_amsgrad_groups",
+        {"lr": 1e-2, "weight_decay": 0.5, "amsgrad": True, "maximize": True},
+        True,
+    ),
 ]
 # float32: XLA and torch fuse different multiply-adds into FMAs and torch's float32 sqrt
 # is not correctly rounded, so trajectories drift by ~1e-7 of the scale per step.
@@ -110,7 +129,7 @@ ADAMW_CASES = [
 DTYPES = [(np.float32, 1e-5), (np.float64, 1e-10)]
 
 
-_STATIC = ("nesterov",)
+_STATIC = ("nesterov", "maximize", "amsgrad", "decoupled_weight_decay")
 
 
 def _parity(cls_name, ours_fn, case, kwargs, masked, dtype, rtol, traced=True):
@@ -354,13 +373,133 @@ def test_public_names_exported():
         assert getattr(jaxreg, name) is getattr(jaxreg.optim, name)
 
 
+# --- the full torch.optim keyword set ---
+
+
+@pytest.mark.parametrize(
+    "cls_name, fn", [("SGD", torch_sgd), ("Adam", torch_adam), ("AdamW", torch_adamw)]
+)
+def test_signature_has_every_torch_keyword_with_torch_defaults(cls_name, fn):
+    import inspect
+
+    torch = pytest.importorskip("torch")
+    theirs = inspect.signature(getattr(torch.optim, cls_name)).parameters
+    ours = inspect.signature(fn).parameters
+    names = [n for n in theirs if n != "params"]
+    assert [n for n in ours if n != "mask"] == names  # same order: positional calls agree
+    for name in names:
+        assert ours[name].default == theirs[name].default, name
+        assert ours[name].kind == theirs[name].kind, name
+    assert ours["mask"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def test_amsgrad_and_maximize_change_the_trajectory():
+    # the parity cases above are not vacuous: each flag moves the parameters
+    def final(**kwargs):
+        return np.asarray(_jax_run(torch_adam(1e-2, betas=(0.9, 0.9), **kwargs), np.float64)["W1"])
+
+    with jax.enable_x64(True):
+        plain, ams, up = final(), final(amsgrad=True), final(maximize=True)
+        sgd_up = np.asarray(_jax_run(torch_sgd(0.1, maximize=True), np.float64)["W1"])
+        sgd_down = np.asarray(_jax_run(torch_sgd(0.1), np.float64)["W1"])
+        init = np.asarray(_inputs(np.float64)[0]["W1"])
+    assert np.abs(plain - ams).max() > 1e-3
+    np.testing.assert_allclose(up - init, -(plain - init), rtol=1e-9)  # no decay: a mirror
+    np.testing.assert_allclose(sgd_up - init, -(sgd_down - init), rtol=1e-9)
+
+
+def test_amsgrad_state_keeps_the_running_maximum():
+    tx = torch_adam(1e-3, betas=(0.9, 0.5), amsgrad=True)
+    params = jnp.zeros(1)
+    state = tx.init(params)
+    assert torch_adam().init(params).max_exp_avg_sq is None
+    for g in (2.0, 0.0, 0.0):
+        _, state = tx.update(jnp.array([g]), state, params)
+    # v: 2, 1, 0.5; the maximum stays at 2
+    np.testing.assert_allclose(state.exp_avg_sq, [0.5], rtol=1e-6)
+    np.testing.assert_allclose(state.max_exp_avg_sq, [2.0], rtol=1e-6)
+
+
+def test_adam_decoupled_weight_decay_is_adamw():
+    ours = _jax_run(torch_adam(1e-2, weight_decay=0.3, decoupled_weight_decay=True), np.float32)
+    adamw = _jax_run(torch_adamw(1e-2, weight_decay=0.3), np.float32)
+    for k in SHAPES:
+        np.testing.assert_array_equal(ours[k], adamw[k])
+
+
+@pytest.mark.parametrize(
+    "fn, switches",
+    [
+        (torch_sgd, {"foreach": True, "differentiable": True}),
+        (torch_sgd, {"fused": True}),
+        (torch_adam, {"foreach": False, "capturable": True, "differentiable": True}),
+        (torch_adamw, {"fused": True, "capturable": True}),
+    ],
+)
+def test_implementation_switches_are_accepted_and_ignored(fn, switches):
+    plain = _jax_run(fn(0.01, weight_decay=0.1), np.float32)
+    switched = _jax_run(fn(0.01, weight_decay=0.1, **switches), np.float32)
+    for k in SHAPES:
+        np.testing.assert_array_equal(switched[k], plain[k])
+
+
+@pytest.mark.parametrize("fn", [torch_sgd, torch_adam, torch_adamw])
+@pytest.mark.parametrize(
+    "switches, match",
+    [
+        ({"fused": True, "differentiable": True}, "`fused` does not support `differentiable`"),
+        ({"fused": True, "foreach": True}, "`fused` and `foreach` cannot be `True` together"),
+        ({"foreach": "yes"}, "foreach must be None or a bool, got 'yes'"),
+        ({"maximize": 1}, "maximize must be a bool, got 1"),
+    ],
+)
+def test_switch_combinations_torch_refuses_are_refused(fn, switches, match):
+    with pytest.raises(ValueError, match=match):
+        fn(0.01, **switches)
+    torch = pytest.importorskip("torch")
+    if "fused" in switches:
+        cls = {torch_sgd: torch.optim.SGD, torch_adam: torch.optim.Adam}.get(fn, torch.optim.AdamW)
+        with pytest.raises(RuntimeError, match=match):
+            cls([torch.nn.Parameter(torch.ones(1))], lr=0.01, **switches)
+
+
+@pytest.mark.parametrize(
+    "cls_name, fn, kwargs",
+    [
+        ("SGD", torch_sgd, {"lr": -0.1}),
+        ("SGD", torch_sgd, {"lr": 0.1, "momentum": -0.5}),
+        ("SGD", torch_sgd, {"lr": 0.1, "weight_decay": -1.0}),
+        ("SGD", torch_sgd, {"lr": 0.1, "momentum": 0.9, "dampening": 0.1, "nesterov": True}),
+        ("Adam", torch_adam, {"lr": -1e-3}),
+        ("Adam", torch_adam, {"eps": -1e-8}),
+        ("Adam", torch_adam, {"betas": (1.0, 0.999)}),
+        ("Adam", torch_adam, {"betas": (0.9, -0.1)}),
+        ("AdamW", torch_adamw, {"weight_decay": -0.01}),
+    ],
+)
+def test_invalid_values_carry_torchs_message(cls_name, fn, kwargs):
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError) as theirs:
+        getattr(torch.optim, cls_name)([torch.nn.Parameter(torch.ones(1))], **kwargs)
+    with pytest.raises(ValueError) as ours:
+        fn(**kwargs)
+    assert f"'{theirs.value}'" in str(ours.value)
+
+
+def test_mask_is_keyword_only():
+    with pytest.raises(TypeError):
+        torch_sgd(0.1, 0.0, 0.0, 0.1, False, {"w": True})
+    with pytest.raises(TypeError):
+        torch_adam(0.1, (0.9, 0.999), 1e-8, 0.1, False, {"w": True})
+
+
 # --- property tests against a NumPy transcription of torch's algorithms ---
 
 
-def _numpy_sgd(p, grads, lr, momentum, dampening, weight_decay, nesterov):
+def _numpy_sgd(p, grads, lr, momentum, dampening, weight_decay, nesterov, maximize=False):
     buf = None
     for g in grads:
-        g = g + weight_decay * p
+        g = (-g if maximize else g) + weight_decay * p
         if momentum != 0:
             buf = g.copy() if buf is None else momentum * buf + (1 - dampening) * g
             g = g + momentum * buf if nesterov else buf
@@ -368,16 +507,18 @@ def _numpy_sgd(p, grads, lr, momentum, dampening, weight_decay, nesterov):
     return p
 
 
-def _numpy_adam(p, grads, lr, beta1, beta2, eps, weight_decay, decoupled):
-    m, v = np.zeros_like(p), np.zeros_like(p)
+def _numpy_adam(p, grads, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad, maximize):
+    m, v, v_max = np.zeros_like(p), np.zeros_like(p), np.zeros_like(p)
     for t, g in enumerate(grads, start=1):
+        g = -g if maximize else g
         if decoupled:
             p = p * (1 - lr * weight_decay)
         else:
             g = g + weight_decay * p
         m = beta1 * m + (1 - beta1) * g
         v = beta2 * v + (1 - beta2) * g * g
-        denom = np.sqrt(v) / np.sqrt(1 - beta2**t) + eps
+        v_max = np.maximum(v_max, v)
+        denom = np.sqrt(v_max if amsgrad else v) / np.sqrt(1 - beta2**t) + eps
         p = p - lr / (1 - beta1**t) * m / denom
     return p
 
@@ -398,17 +539,18 @@ _GRADS = np.stack([np.cos(np.arange(7.0) * k) for k in range(1, 4)])
     dampening=st.floats(0.0, 1.0),
     weight_decay=st.floats(0.0, 0.5),
     nesterov=st.booleans(),
+    maximize=st.booleans(),
 )
 def test_torch_sgd_property_matches_numpy_reference(
-    lr, momentum, dampening, weight_decay, nesterov
+    lr, momentum, dampening, weight_decay, nesterov, maximize
 ):
     if nesterov:
         momentum, dampening = max(momentum, 0.1), 0.0
     hp = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay}
-    expected = _numpy_sgd(_P0, _GRADS, nesterov=nesterov, **hp)
+    expected = _numpy_sgd(_P0, _GRADS, nesterov=nesterov, maximize=maximize, **hp)
     with jax.enable_x64(True):
         hp = {k: np.float64(v) for k, v in hp.items()}
-        static = (("nesterov", nesterov),)
+        static = (("nesterov", nesterov), ("maximize", maximize))
         got = _three_steps(hp, jnp.asarray(_P0), jnp.asarray(_GRADS), torch_sgd, static)
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
@@ -421,11 +563,15 @@ def test_torch_sgd_property_matches_numpy_reference(
     eps=st.floats(1e-8, 1e-3),
     weight_decay=st.floats(0.0, 0.5),
     decoupled=st.booleans(),
+    amsgrad=st.booleans(),
+    maximize=st.booleans(),
 )
 def test_torch_adam_property_matches_numpy_reference(
-    lr, beta1, beta2, eps, weight_decay, decoupled
+    lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad, maximize
 ):
-    expected = _numpy_adam(_P0, _GRADS, lr, beta1, beta2, eps, weight_decay, decoupled)
+    expected = _numpy_adam(
+        _P0, _GRADS, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad, maximize
+    )
     with jax.enable_x64(True):
         hp = {
             "lr": np.float64(lr),
@@ -434,5 +580,6 @@ def test_torch_adam_property_matches_numpy_reference(
             "weight_decay": np.float64(weight_decay),
         }
         factory = torch_adamw if decoupled else torch_adam
-        got = _three_steps(hp, jnp.asarray(_P0), jnp.asarray(_GRADS), factory, ())
+        static = (("amsgrad", amsgrad), ("maximize", maximize))
+        got = _three_steps(hp, jnp.asarray(_P0), jnp.asarray(_GRADS), factory, static)
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
