@@ -457,3 +457,169 @@ def test_torch_d2l_dropout_layer_replay(rate):
         return
     yt.backward(torch.ones_like(yt) * 1.5)
     assert np.array_equal(np.asarray(g), xt.grad.numpy())
+
+
+# --- The mask generators: "bernoulli" (default, flax's mask) and "bits16" (16 bits / element) ---
+
+GENERATORS = ["bernoulli", "bits16"]
+# A threefry key takes bits16's own Threefry-2x32 path, an rbg key the jax.random.bits one.
+KEY_IMPLS = ["threefry2x32", "rbg"]
+
+
+def test_default_generator_is_flax_bernoulli():
+    # The coordinator changes the default only after checking metrics bit for bit; until then
+    # the default mask stays jax.random.bernoulli's, which flax.linen.Dropout draws too.
+    key = jax.random.key(21)
+    for rate in (0.2, 0.5):
+        expected = jax.random.bernoulli(key, 1.0 - rate, SHAPE)
+        np.testing.assert_array_equal(dropout_mask(key, rate, SHAPE), expected)
+        np.testing.assert_array_equal(
+            dropout_mask(key, rate, SHAPE, generator="bernoulli"), expected
+        )
+
+
+@pytest.mark.parametrize("impl", KEY_IMPLS)
+@pytest.mark.parametrize("rate", [0.05, 0.2, 0.5, 0.9, 0.99, 1 - 2**-16])
+def test_bits16_kept_fraction_within_5_sigma_of_exact_probability(rate, impl):
+    n = 1 << 22
+    # 64 draws of 65536 elements, each from its own key, as a training run's steps are.
+    keys = jax.random.split(jax.random.key(7, impl=impl), 64)
+    masks = jax.jit(jax.vmap(lambda k: dropout_mask(k, rate, (n // 64,), generator="bits16")))(keys)
+    # The documented exact keep probability: round(keep * 65536) / 65536.
+    keep = round((1.0 - rate) * 65536) / 65536
+    assert abs(keep - (1.0 - rate)) <= 2**-17
+    kept = int(masks.sum())
+    assert abs(kept - n * keep) <= 5 * math.sqrt(n * keep * (1 - keep)), (rate, kept / n)
+
+
+@pytest.mark.parametrize("impl", KEY_IMPLS)
+def test_bits16_values_cover_all_16_bit_levels_uniformly(impl):
+    # Every 16-bit level must be reachable with equal odds, else the keep probability is not
+    # K / 65536: rates one level apart (rate = 1 - k / 65536) keep fractions exactly k / 65536.
+    from jaxreg.keep_masks import _uniform16
+
+    n = 1 << 22
+    values = np.asarray(_uniform16(jax.random.key(3, impl=impl), n))
+    assert values.min() == 0 and values.max() == 65535
+    counts = np.bincount(values, minlength=65536)
+    expected = n / 65536
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    # chi-square with 65535 degrees of freedom: mean 65535, sd sqrt(2 * 65535) = 362.
+    assert abs(chi2 - 65535) <= 5 * 362, chi2
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0, 0.5, 0.25, 1 / 3, 0.1, 0.123456789, 2**-17, 3 * 2**-17])
+def test_bits16_threshold_concrete_equals_traced(rate):
+    # The same rounding (half to even) for a Python float and a traced scalar, so a mask does
+    # not change when a rate becomes a traced sweep axis.
+    from jaxreg.keep_masks import _threshold16
+
+    keep = 1.0 - rate
+    concrete = _threshold16(keep)
+    with jax.enable_x64(True):
+        traced = int(jax.jit(_threshold16)(jnp.float64(keep)))
+    assert concrete == traced
+    assert abs(concrete / 65536 - keep) <= 2**-17
+    if rate in (0.0, 1.0, 0.5, 0.25):
+        assert concrete / 65536 == keep
+
+
+@pytest.mark.parametrize("impl", KEY_IMPLS)
+@pytest.mark.parametrize("rate", [0.5, 0.75, 0.875, 0.3])
+def test_bits16_invariant_and_replay(rate, impl):
+    x = _no_zeros()
+    key = jax.random.key(5, impl=impl)
+    y = np.asarray(dropout(x, rate, key=key, generator="bits16"))
+    scale = np.float32(1) / np.float32(1.0 - rate)
+    xn = np.asarray(x)
+    assert np.all((y == 0) | (y == xn * scale))
+    if rate != 0.3:
+        assert np.all((y == 0) | (y == xn / np.float32(1.0 - rate)))
+    mask = dropout_mask(key, rate, x.shape, generator="bits16")
+    np.testing.assert_array_equal(y, dropout_with_mask(x, mask, rate))
+    np.testing.assert_array_equal(mask, y != 0)
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_generators_rate_zero_and_one(generator):
+    x = _no_zeros()
+    assert dropout(x, 0.0, key=KEY, generator=generator) is x
+    step = jax.jit(lambda x, r: dropout(x, r, key=KEY, generator=generator))
+    np.testing.assert_array_equal(step(x, jnp.float32(0.0)), x)
+    np.testing.assert_array_equal(step(x, jnp.float32(1.0)), np.zeros(SHAPE, np.float32))
+    gx = jax.grad(lambda x: jnp.sum(dropout(x, 1.0, key=KEY, generator=generator)))(x)
+    assert bool(jnp.all(gx == 0))
+    assert bool(dropout_mask(KEY, 0.0, SHAPE, generator=generator).all())
+    assert not bool(dropout_mask(KEY, 1.0, SHAPE, generator=generator).any())
+
+
+def test_bits16_traced_rate_does_not_recompile_and_matches_concrete():
+    traces = []
+
+    @jax.jit
+    def step(x, key, rate):
+        traces.append(1)
+        return dropout(x, rate, key=key, generator="bits16")
+
+    x = _no_zeros((20_000,))
+    fractions = []
+    for rate in (0.1, 0.5, 0.9, 0.0, 1.0, 0.3):
+        y = step(x, KEY, jnp.float32(rate))
+        fractions.append(float(jnp.mean(y != 0)))
+    assert len(traces) == 1
+    assert fractions[3] == 1.0 and fractions[4] == 0.0
+    assert fractions[0] > fractions[1] > fractions[2]
+    # Dyadic rates: the float32 keep equals the double one, so traced and concrete masks agree.
+    for rate in (0.5, 0.25):
+        np.testing.assert_array_equal(
+            step(x, KEY, jnp.float32(rate)), dropout(x, rate, key=KEY, generator="bits16")
+        )
+
+
+def test_bits16_vmap_over_rates_and_keys_equals_loop():
+    traces = []
+
+    @jax.jit
+    def sweep(x, keys, rates):
+        traces.append(1)
+        return jax.vmap(lambda k, r: dropout(x, r, key=k, generator="bits16"))(keys, rates)
+
+    x = _no_zeros((4099,))  # odd size: the last 32-bit word is used for one element only
+    keys = jax.random.split(jax.random.key(2), 4)
+    rates = jnp.array([0.0, 0.2, 0.5, 1.0])
+    ys = sweep(x, keys, rates)
+    sweep(x, keys, rates[::-1])
+    assert len(traces) == 1
+    single = jax.jit(lambda x, k, r: dropout(x, r, key=k, generator="bits16"))
+    for i in range(4):
+        np.testing.assert_array_equal(ys[i], single(x, keys[i], rates[i]))
+
+
+def test_bits16_reproducible_and_key_dependent():
+    a = dropout_mask(jax.random.key(1), 0.5, SHAPE, generator="bits16")
+    b = jax.jit(lambda k: dropout_mask(k, 0.5, SHAPE, generator="bits16"))(jax.random.key(1))
+    c = dropout_mask(jax.random.key(2), 0.5, SHAPE, generator="bits16")
+    np.testing.assert_array_equal(a, b)
+    assert bool(jnp.any(a != c))
+    # A legacy uint32[2] key is the typed key of the default implementation.
+    legacy = dropout_mask(jax.random.PRNGKey(1), 0.5, SHAPE, generator="bits16")
+    np.testing.assert_array_equal(a, legacy)
+    # A different stream from "bernoulli": the two generators' masks for one key differ.
+    assert bool(jnp.any(a != dropout_mask(jax.random.key(1), 0.5, SHAPE)))
+
+
+def test_bits16_broadcast_dims():
+    m = dropout_mask(KEY, 0.5, (4, 30, 5), broadcast_dims=(1,), generator="bits16")
+    assert m.shape == (4, 30, 5) and bool(jnp.all(m == m[:, :1, :]))
+    assert 0 < float(m.mean()) < 1
+
+
+@pytest.mark.parametrize("bad", ["threefry", "BITS16", None, 16])
+def test_bad_generator_raises_naming_it(bad):
+    match = r"generator must be one of \('bernoulli', 'bits16'\)"
+    with pytest.raises(ValueError, match=match):
+        dropout(jnp.ones(3), 0.5, key=KEY, generator=bad)
+    with pytest.raises(ValueError, match=match):
+        dropout(jnp.ones(3), 0.5, deterministic=True, generator=bad)
+    with pytest.raises(ValueError, match=match):
+        dropout_mask(KEY, 0.5, (3,), generator=bad)
