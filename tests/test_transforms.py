@@ -306,6 +306,56 @@ def test_decoupled_weight_decay_invalid_raises():
         decoupled_weight_decay(-1.0, 0.1)
 
 
+# --- where a jaxreg transform is an optax one (the docstrings say so; these prove it) ---
+
+
+def _optax_run(tx, dtype, steps=25):
+    rng = np.random.default_rng(3)
+    params = {
+        "w": jnp.asarray(rng.normal(size=(12, 7)), dtype),
+        "b": jnp.asarray(rng.normal(size=7), dtype),
+    }
+    grads = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=(steps, *p.shape)), dtype), params)
+
+    def step(carry, g):
+        p, state = carry
+        updates, state = tx.update(g, state, p)
+        return (optax.apply_updates(p, updates), state), None
+
+    return jax.jit(lambda p, g: jax.lax.scan(step, (p, tx.init(p)), g)[0][0])(params, grads)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_coupled_weight_decay_is_optax_add_decayed_weights(dtype):
+    mask = {"w": True, "b": False}
+    with jax.enable_x64(dtype == np.float64):
+        ours = _optax_run(
+            optax.chain(coupled_weight_decay(0.1, mask=mask), optax.adam(1e-2)), dtype
+        )
+        theirs = _optax_run(
+            optax.chain(optax.add_decayed_weights(0.1, mask=mask), optax.adam(1e-2)), dtype
+        )
+        for k in ours:  # bit-identical
+            np.testing.assert_array_equal(ours[k], theirs[k])
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-6), (np.float64, 1e-14)])
+def test_adam_then_decoupled_weight_decay_is_optax_adamw(dtype, rtol):
+    mask = {"w": True, "b": False}
+    with jax.enable_x64(dtype == np.float64):
+        ours = _optax_run(
+            optax.chain(optax.adam(1e-2), decoupled_weight_decay(0.1, 1e-2, mask=mask)), dtype
+        )
+        theirs = _optax_run(optax.adamw(1e-2, weight_decay=0.1, mask=mask), dtype)
+        undecayed = _optax_run(optax.adam(1e-2), dtype)
+        for k in ours:
+            # equal to rounding: -lr * (a + wd * w) vs -lr * a - (lr * wd) * w
+            np.testing.assert_allclose(ours[k], theirs[k], rtol=rtol, atol=rtol)
+        # the decay acted (the comparison is not between two undecayed runs)
+        assert float(jnp.abs(ours["w"] - undecayed["w"]).max()) > 1e-3
+        np.testing.assert_array_equal(ours["b"], undecayed["b"])
+
+
 def test_public_names_exported():
     for name in ("add_l1", "l1_prox", "coupled_weight_decay", "decoupled_weight_decay"):
         assert getattr(jaxreg, name) is getattr(jaxreg.transforms, name)
