@@ -1,41 +1,59 @@
-"""What a run leaves behind: config.json, metrics files, PNG plots and report.md.
+"""The one report writer: every file a run or a sweep leaves, each written atomically.
 
-Every ``jaxreg run NAME`` writes into ``runs/NAME/<timestamp>/`` (or ``--out``):
+``jaxreg run NAME`` writes into ``runs/NAME/<timestamp>/`` (or ``--out``):
 
 * ``config.json``: the experiment config and the command-line options;
 * ``metrics.jsonl``: one line per (variant, framework, epoch) with the engine's metric names,
   appended as each variant finishes so that a crash loses no finished result;
 * ``results.jsonl`` and ``results.csv``: one row per (variant, framework): the final figures;
-* PNG plots: learning curves with JAX (solid) and torch (dashed) on the same axes, and for
-  ``overfit`` the seed 002 fit curves;
-* ``report.md``: the side-by-side table and the plots.
+* PNG plots (:mod:`jaxreg.lab.plots`);
+* ``report.md``: the side-by-side table, the notes and the plots (:func:`write_report`).
 
-Plots use matplotlib's object API with the Agg canvas, so no display and no global pyplot
-state is touched. This module imports neither torch nor jax.
+``jaxreg sweep PRESET`` writes into ``runs/sweep/PRESET-<id>/`` (or ``--out``), through
+:func:`write_sweep_report`: ``config.json``, ``metrics.npz`` (every metric ``[points, seeds,
+epochs]``), ``results.csv`` (one row per point), plots and ``report.md``; its ``chunks/``
+checkpoints are :mod:`jaxreg.lab.checkpoint`'s.
+
+Every file goes through :mod:`jaxreg.lab.files` (a temporary file, fsynced, then
+``os.replace``d over the target), so a reader or a crash sees the old file or the new one, never
+half of one. :func:`format_table` is the one markdown
+table formatter (runs, sweeps and ``make bench``). This module imports neither jax nor torch.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
+import io
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-FRAMEWORKS = ("jax", "torch")
+from jaxreg.lab.files import (
+    atomic_append_text,
+    atomic_write_bytes,
+    atomic_write_text,
+    csv_text,
+    to_plain,
+    write_json,
+)
 
-# Per-epoch metric names written by jaxreg.lab.engine and jaxreg.torch_ref.engine.
-METRIC_LABELS = {
-    "train_loss": "training loss (no penalty)",
-    "train_objective": "training loss + penalty",
-    "train_acc": "train accuracy",
-    "test_loss": "test loss",
-    "test_acc": "test accuracy",
-    "param_norm": "parameter L2 norm",
-    "zero_fraction": "fraction of exact zeros",
-}
+__all__ = [
+    "FRAMEWORKS",
+    "RESULT_COLUMNS",
+    "RunRecorder",
+    "format_table",
+    "format_value",
+    "make_run_dir",
+    "timestamp",
+    "write_json",
+    "write_report",
+    "write_sweep_report",
+]
+
+FRAMEWORKS = ("jax", "torch")
 
 # One results row; ``train``/``test`` hold the final value of ``metric``.
 RESULT_COLUMNS = (
@@ -64,8 +82,6 @@ _HEADERS = {
     "seed_figure": "seed reports",
     "detail": "detail",
 }
-
-_STYLES = {"jax": "-", "torch": "--"}
 
 
 def timestamp(now: _dt.datetime | None = None) -> str:
@@ -103,28 +119,6 @@ def make_run_dir(name: str, out: str | Path | None = None, *, root: str | Path =
     return path
 
 
-def _plain(value: Any) -> Any:
-    # JSON cannot take numpy/jax scalars or arrays; .tolist() covers both without importing them.
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
-
-
-def write_json(path: str | Path, obj: Any) -> Path:
-    """Writes ``obj`` as indented JSON (numpy/jax values converted) and returns the path."""
-    path = Path(path)
-    path.write_text(json.dumps(_plain(obj), indent=2, sort_keys=True) + "\n")
-    return path
-
-
 class RunRecorder:
     """Appends metrics and results of one run to its folder as they arrive.
 
@@ -153,15 +147,16 @@ class RunRecorder:
 
     def add_history(self, variant: str, framework: str, history: Mapping[str, Sequence]) -> None:
         """Appends one line per epoch of ``{metric: [per epoch]}`` to metrics.jsonl."""
-        history = {k: list(_plain(v)) for k, v in history.items() if _is_series(v)}
+        history = {k: list(to_plain(v)) for k, v in history.items() if _is_series(v)}
         self.histories[(variant, framework)] = history
         length = max((len(v) for v in history.values()), default=0)
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            for epoch in range(length):
-                line = {"experiment": self.experiment, "variant": variant, "framework": framework}
-                line["epoch"] = epoch + 1
-                line.update({k: v[epoch] for k, v in history.items() if epoch < len(v)})
-                f.write(json.dumps(_plain(line)) + "\n")
+        lines = []
+        for epoch in range(length):
+            line = {"experiment": self.experiment, "variant": variant, "framework": framework}
+            line["epoch"] = epoch + 1
+            line.update({k: v[epoch] for k, v in history.items() if epoch < len(v)})
+            lines.append(json.dumps(to_plain(line)) + "\n")
+        atomic_append_text(self.run_dir / "metrics.jsonl", "".join(lines))
 
     def add_result(self, **row: Any) -> dict[str, Any]:
         """Records one final-figures row (keys from ``RESULT_COLUMNS``) in results.jsonl/csv."""
@@ -170,14 +165,10 @@ class RunRecorder:
             raise ValueError(f"unknown result keys {unknown}; allowed: {list(RESULT_COLUMNS)}")
         full = {key: row.get(key) for key in RESULT_COLUMNS}
         full["experiment"] = full["experiment"] or self.experiment
-        full = _plain(full)
+        full = to_plain(full)
         self.rows.append(full)
-        with open(self.run_dir / "results.jsonl", "a") as f:
-            f.write(json.dumps(full) + "\n")
-        with open(self.run_dir / "results.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
-            writer.writeheader()
-            writer.writerows(self.rows)
+        atomic_append_text(self.run_dir / "results.jsonl", json.dumps(full) + "\n")
+        atomic_write_text(self.run_dir / "results.csv", csv_text(self.rows, RESULT_COLUMNS))
         return full
 
 
@@ -185,7 +176,13 @@ def _is_series(value: Any) -> bool:
     return isinstance(value, list | tuple) or getattr(value, "ndim", None) == 1
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """One table cell: floats to 4 decimals (``%.6g`` when tiny or huge), ``|`` escaped.
+
+    Example:
+      >>> [format_value(v) for v in (0.81234, 1.38e8, None, "a|b")]
+      ['0.8123', '1.38e+08', '', 'a\\\\|b']
+    """
     if value is None or value == "":
         return ""
     if isinstance(value, bool):
@@ -203,13 +200,21 @@ def _fmt(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
-def format_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """Formats result rows as a GitHub markdown table (floats to 4 decimals, huge ones in %g).
+def format_table(
+    rows: Iterable[Mapping[str, Any]],
+    columns: Sequence[str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> str:
+    """Formats rows as a GitHub markdown table, cells by :func:`format_value`.
+
+    The one table formatter of runs, sweeps and ``make bench``.
 
     Args:
-      rows: result rows (dicts keyed by ``RESULT_COLUMNS``).
+      rows: dicts; a missing key is an empty cell.
       columns: the columns to show, in order; default ``RESULT_COLUMNS`` (``detail`` only when
         a row has one).
+      headers: column -> header text; default the results headers (``test`` -> ``final test``),
+        else the column name.
 
     Returns:
       The table, one line per row, ending without a newline.
@@ -227,181 +232,14 @@ def format_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | Non
             for c in RESULT_COLUMNS
             if c not in _OPTIONAL_COLUMNS or any(row.get(c) not in (None, "") for row in rows)
         ]
+    names = _HEADERS if headers is None else headers
     lines = [
-        "| " + " | ".join(_HEADERS.get(c, c) for c in columns) + " |",
+        "| " + " | ".join(names.get(c, c) for c in columns) + " |",
         "|" + "---|" * len(columns),
     ]
     for row in rows:
-        lines.append("| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |")
+        lines.append("| " + " | ".join(format_value(row.get(c)) for c in columns) + " |")
     return "\n".join(lines)
-
-
-def _new_axes(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (5.0, 3.6)):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    return fig, axes
-
-
-def plot_learning_curves(
-    path: str | Path,
-    histories: Mapping[tuple[str, str], Mapping[str, Sequence[float]]],
-    metrics: Sequence[str] = ("train_loss", "test_acc"),
-    title: str = "",
-) -> Path:
-    """One panel per metric; each variant a colour, JAX solid and torch dashed on the same axes.
-
-    Args:
-      path: the PNG file to write.
-      histories: ``{(variant, framework): {metric: [per epoch]}}``.
-      metrics: the metrics to plot, one panel each (missing ones are skipped).
-      title: figure title.
-
-    Returns:
-      ``path``.
-
-    Example:
-      >>> import tempfile, os
-      >>> p = plot_learning_curves(os.path.join(tempfile.mkdtemp(), "c.png"),
-      ...                          {("a", "jax"): {"test_acc": [0.1, 0.2]}}, ["test_acc"])
-    """
-    metrics = [m for m in metrics if any(m in h for h in histories.values())]
-    fig, axes = _new_axes(ncols=max(len(metrics), 1))
-    variants = list(dict.fromkeys(v for v, _ in histories))
-    colors = {v: f"C{i % 10}" for i, v in enumerate(variants)}
-    for ax, metric in zip(axes[0], metrics, strict=False):
-        for (variant, framework), history in histories.items():
-            # NaN marks an epoch that was not evaluated: plot only the evaluated ones.
-            points = [
-                (i + 1, v)
-                for i, v in enumerate(history.get(metric) or [])
-                if isinstance(v, int | float) and math.isfinite(v)
-            ]
-            if not points:
-                continue
-            ax.plot(
-                [p[0] for p in points],
-                [p[1] for p in points],
-                _STYLES.get(framework, ":"),
-                color=colors[variant],
-                marker="o" if len(points) <= 30 else None,
-                markersize=3,
-                label=f"{variant} ({framework})",
-            )
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
-        ax.grid(alpha=0.3)
-    if metrics:
-        axes[0][0].legend(fontsize="small")
-    if title:
-        fig.suptitle(title)
-    fig.savefig(path, dpi=90)
-    return Path(path)
-
-
-def plot_series(
-    path: str | Path,
-    series: Mapping[str, Sequence[float]],
-    *,
-    xlabel: str,
-    ylabel: str,
-    title: str = "",
-    logy: bool = False,
-) -> Path:
-    """Plots named 1-D series on one axes (e.g. seed 001's loss per step, JAX vs torch).
-
-    Args:
-      path: the PNG file to write.
-      series: ``{label: values}``; a label ending in ``(torch)`` is dashed.
-      xlabel: x-axis label.
-      ylabel: y-axis label.
-      title: figure title.
-      logy: logarithmic y axis.
-
-    Returns:
-      ``path``.
-
-    Example:
-      >>> import tempfile, os
-      >>> p = plot_series(os.path.join(tempfile.mkdtemp(), "s.png"), {"a (jax)": [3, 2, 1]},
-      ...                 xlabel="step", ylabel="loss")
-    """
-    fig, axes = _new_axes(size=(6.0, 3.8))
-    ax = axes[0][0]
-    for label, values in series.items():
-        style = "--" if label.endswith("(torch)") else "-"
-        ax.plot(range(len(values)), values, style, label=label, linewidth=1.2)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if logy:
-        ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    if title:
-        fig.suptitle(title)
-    fig.savefig(path, dpi=90)
-    return Path(path)
-
-
-def plot_fit_curves(
-    path: str | Path,
-    train: tuple[Sequence[float], Sequence[float]],
-    test: tuple[Sequence[float], Sequence[float]],
-    fits: Mapping[str, Mapping[str, Any]],
-    title: str = "",
-) -> Path:
-    """Seed 002's figure, one panel per evaluation epoch: data, both nets' fits, test losses.
-
-    Args:
-      path: the PNG file to write.
-      train: training ``(x, y)`` (1-D).
-      test: test ``(x, y)`` (1-D).
-      fits: ``{label: {"epochs": [...], "pred": [1-D per epoch], "loss": [per epoch]}}``;
-        label e.g. ``"overfitting (jax)"``; a label ending in ``(torch)`` is dashed.
-      title: figure title.
-
-    Returns:
-      ``path``.
-
-    Example:
-      >>> import tempfile, os
-      >>> fit = {"net (jax)": {"epochs": [0], "pred": [[0.0, 1.0]], "loss": [0.1]}}
-      >>> p = plot_fit_curves(os.path.join(tempfile.mkdtemp(), "f.png"), ([0, 1], [0, 1]),
-      ...                     ([0, 1], [0, 1]), fit)
-    """
-    epochs = sorted({e for fit in fits.values() for e in fit["epochs"]})
-    ncols = min(len(epochs), 5) or 1
-    nrows = max(math.ceil(len(epochs) / ncols), 1)
-    fig, axes = _new_axes(ncols=ncols, nrows=nrows, size=(3.6, 3.0))
-    # One colour per variant; the framework in parentheses only changes the line style.
-    variants = list(dict.fromkeys(label.split(" (")[0] for label in fits))
-    colors = {label: f"C{variants.index(label.split(' (')[0]) % 10}" for label in fits}
-    for i, ax in enumerate(axes.flat):
-        if i >= len(epochs):
-            ax.set_visible(False)
-            continue
-        epoch = epochs[i]
-        ax.scatter(train[0], train[1], c="magenta", s=14, alpha=0.5, label="train")
-        ax.scatter(test[0], test[1], c="cyan", s=14, alpha=0.5, label="test")
-        text = []
-        for label, fit in fits.items():
-            if epoch not in fit["epochs"]:
-                continue
-            k = list(fit["epochs"]).index(epoch)
-            style = "--" if label.endswith("(torch)") else "-"
-            ax.plot(test[0], fit["pred"][k], style, color=colors[label], lw=1.5, label=label)
-            text.append(f"{label}: {fit['loss'][k]:.4f}")
-        ax.text(0.02, 0.02, "\n".join(text), transform=ax.transAxes, fontsize=6, va="bottom")
-        ax.set_ylim(-2.5, 2.5)
-        ax.set_title(f"epoch {epoch}", fontsize=9)
-    axes[0][0].legend(fontsize=5, loc="upper left")
-    if title:
-        fig.suptitle(title)
-    fig.savefig(path, dpi=90)
-    return Path(path)
 
 
 def write_report(
@@ -440,6 +278,122 @@ def write_report(
     for plot in plots:
         name = Path(plot).name
         parts += [f"![{name}]({name})", ""]
-    path = run_dir / "report.md"
-    path.write_text("\n".join(parts))
-    return path
+    return atomic_write_text(run_dir / "report.md", "\n".join(parts))
+
+
+def write_sweep_report(
+    result: Any,
+    out_dir: str | os.PathLike,
+    *,
+    name: str = "sweep",
+    command: str = "",
+    config: Mapping[str, Any] | None = None,
+    notes: Sequence[str] = (),
+    baseline: Mapping[str, Any] | None = None,
+    plots: Sequence[tuple[str, Callable[[Any, Path], Path]]] = (),
+) -> Path:
+    """Writes a sweep's ``config.json``, ``metrics.npz``, ``results.csv``, plots and ``report.md``.
+
+    Args:
+      result: a :class:`jaxreg.lab.results.SweepResult` (from :func:`jaxreg.lab.sweep.run_sweep`).
+      out_dir: the sweep folder.
+      name: the sweep's name (title of the report).
+      command: the command line that ran it.
+      config: extra JSON-able configuration to record.
+      notes: extra report paragraphs (the preset's description and analysis).
+      baseline: :func:`jaxreg.lab.sweep.time_single_run`'s timings, to state the cost ratio.
+      plots: ``(file name, plot_fn(result, path))`` pairs beyond the learning curves.
+
+    Returns:
+      The path of ``report.md``.
+
+    Example:
+      >>> import tempfile, numpy as np
+      >>> from jaxreg.lab.results import SweepResult
+      >>> r = SweepResult(["a"], [{"lr": 0.1}], [0], {"test_acc": np.array([[[0.5]]]),
+      ...                 "diverged_step": np.array([[-1]])}, epochs=1,
+      ...                 stats={"run_s": 1.0, "compile_s": 2.0, "chunk_size": 1, "num_chunks": 1,
+      ...                        "resumed_chunks": 0, "devices": 1, "platform": "cpu",
+      ...                        "processes": 1})
+      >>> "| a | 0.5000 +- 0.0000 | - |" in write_sweep_report(r, tempfile.mkdtemp()).read_text()
+      True
+    """
+    import numpy as np
+
+    from jaxreg.lab import plots as plot_mod
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stats, epochs = result.stats, result.epochs
+    n_runs = len(result.points) * len(result.seeds)
+    computed = stats.get("timed_runs", n_runs)
+    cost = stats["run_s"] / (computed * epochs) if computed else float("nan")
+    timing = {**stats, "configuration_epoch_s": cost}
+    if baseline:
+        timing["single_model_epoch_s"] = baseline["epoch_s"]
+        timing["speedup_vs_single"] = baseline["epoch_s"] / cost if cost else float("nan")
+    record = {
+        "name": name,
+        "command": command,
+        "labels": result.labels,
+        "points": result.points,
+        "seeds": result.seeds,
+        "epochs": epochs,
+        "timing": timing,
+        **(dict(config) if config else {}),
+    }
+    payload = json.dumps(record, indent=2, default=str, sort_keys=True) + "\n"
+    atomic_write_text(out / "config.json", payload)
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf, labels=np.array(result.labels), seeds=np.array(result.seeds), **result.metrics
+    )
+    atomic_write_bytes(out / "metrics.npz", buf.getvalue())
+    rows = result.rows()
+    atomic_write_text(out / "results.csv", csv_text(rows, list(rows[0])))
+
+    images = [plot_mod.plot_curves(result, out / "curves.png").name]
+    images += [fn(result, out / file_name).name for file_name, fn in plots]
+
+    means = [c for c in rows[0] if c.endswith("_mean")]
+    metric_cols = [c for c in means if "acc" in c] or means
+    lines = [f"# Sweep: {name}", ""]
+    if command:
+        lines += ["```", command, "```", ""]
+    lines += [
+        f"{len(result.points)} points x {len(result.seeds)} seeds = {n_runs} runs of "
+        f"{epochs} epochs, one vmapped program per chunk of {stats['chunk_size']} runs "
+        f"({stats['num_chunks']} chunks, {stats['resumed_chunks']} resumed from checkpoints) on "
+        f"{stats['devices']} {stats['platform']} device(s), {stats['processes']} process(es).",
+        "",
+        f"- compile: {stats['compile_s']:.1f} s (once for the whole grid)",
+        f"- run: {stats['run_s']:.1f} s of compute for {computed} runs (chunk times recorded in "
+        f"the checkpoints, earlier sessions included) -> **{1e3 * cost:.1f} ms per "
+        "configuration-epoch**",
+    ]
+    if baseline:
+        each = ", ".join(f"{1e3 * t:.0f}" for t in baseline.get("epoch_s_each", []))
+        lines.append(
+            f"- single model, same recipe, un-vmapped: {1e3 * baseline['epoch_s']:.1f} ms per "
+            f"epoch (runs: {each} ms) -> the sweep costs **{cost / baseline['epoch_s']:.2f}x** "
+            f"a single model's epoch per configuration ({baseline['epoch_s'] / cost:.2f}x "
+            "throughput)"
+        )
+    columns = ["point", *(c.replace("_mean", "") for c in metric_cols), "diverged"]
+    cells = [
+        {
+            "point": row["point"],
+            "diverged": row["diverged"] or "-",
+            **{
+                c.replace("_mean", ""): f"{row[c]:.4f} +- {row[c.replace('_mean', '_std')]:.4f}"
+                for c in metric_cols
+            },
+        }
+        for row in rows
+    ]
+    lines += ["", format_table(cells, columns, headers={})]
+    lines += ["", "Mean +- standard deviation over seeds of the last evaluated epoch.", ""]
+    lines += [*notes, ""] if notes else []
+    for file_name in images:
+        lines += [f"![{file_name}]({file_name})", ""]
+    return atomic_write_text(out / "report.md", "\n".join(lines))

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from jaxreg.lab import report
+from jaxreg.lab import plots
 from jaxreg.lab.recipes._common import Context, Outcome
 from jaxreg.lab.recipes._sides import torch_twin
 
@@ -129,7 +129,7 @@ def run(ctx: Context) -> Outcome:
             compile_s=compile_s,
             seed_figure=cfg["seed_figure"],
         )
-    plot = report.plot_series(
+    plot = plots.plot_series(
         ctx.run_dir / "loss_per_step.png",
         series,
         xlabel="step",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from jaxreg.lab import report
+from jaxreg.lab import plots
 from jaxreg.lab.recipes._common import Context, Outcome
 from jaxreg.lab.recipes._sides import (
     JaxRunner,
@@ -94,7 +94,7 @@ def run(ctx: Context) -> Outcome:
                 seed_figure=variant["seed_figure"],
             )
     bar.close()
-    plot = report.plot_learning_curves(
+    plot = plots.plot_learning_curves(
         ctx.run_dir / "learning_curves.png",
         ctx.recorder.histories,
         PLOT_METRICS,

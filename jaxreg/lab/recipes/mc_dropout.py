@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from jaxreg.lab import report
+from jaxreg.lab import plots
 from jaxreg.lab.recipes._common import Context, Outcome
 from jaxreg.lab.recipes._sides import JaxRunner, fashion_mnist, final, history, torch_twin
 
@@ -152,7 +152,7 @@ def run(ctx: Context) -> Outcome:
                 seed_figure=cfg["seed_figure"],
                 detail=detail,
             )
-    plot = report.plot_learning_curves(
+    plot = plots.plot_learning_curves(
         ctx.run_dir / "learning_curves.png",
         ctx.recorder.histories,
         ("train_loss", "test_acc"),

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from jaxreg.lab import plots as plot_mod
 from jaxreg.lab import report
 from jaxreg.lab.recipes._common import Context, Outcome
 from jaxreg.lab.recipes._sides import JaxRunner, final, history, torch_twin
@@ -126,14 +127,14 @@ def run(ctx: Context) -> Outcome:
     xs = (data.x_train.reshape(-1), data.y_train.reshape(-1))
     ts = (data.x_test.reshape(-1), data.y_test.reshape(-1))
     plots = [
-        report.plot_fit_curves(
+        plot_mod.plot_fit_curves(
             ctx.run_dir / "fit_curves.png",
             xs,
             ts,
             fits,
             title="seed 002: fits in eval mode (test losses in each panel)",
         ),
-        report.plot_learning_curves(
+        plot_mod.plot_learning_curves(
             ctx.run_dir / "learning_curves.png",
             ctx.recorder.histories,
             ("train_loss", "test_loss"),

@@ -10,7 +10,7 @@ network on through the three runs as the seed did.
 
 from __future__ import annotations
 
-from jaxreg.lab import report
+from jaxreg.lab import plots
 from jaxreg.lab.recipes._common import Context, Outcome
 from jaxreg.lab.recipes._sides import (
     JaxRunner,
@@ -121,7 +121,7 @@ def run(ctx: Context) -> Outcome:
             )
     bar.close()
 
-    plot = report.plot_learning_curves(
+    plot = plots.plot_learning_curves(
         ctx.run_dir / "learning_curves.png",
         ctx.recorder.histories,
         PLOT_METRICS,
