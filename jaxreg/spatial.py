@@ -102,7 +102,7 @@ def spatial_dropout(
     and :func:`dropout3d` check it as torch does and accept unbatched inputs.
 
     PyTorch equivalent: ``torch.nn.functional.feature_dropout`` (what ``Dropout1d/2d/3d``
-    call) on the NC... transpose of ``x``. Keras: ``SpatialDropout1D/2D/3D``.
+    call) on the channels-first transpose of ``x``. Keras: ``SpatialDropout1D/2D/3D``.
 
     Args:
         x: floating-point input ``(N, ..., C)``.
