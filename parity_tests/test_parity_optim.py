@@ -5,7 +5,9 @@ both sides and takes 1 and 25 full-batch steps of cross-entropy on per-step batc
 per-step losses and the final parameters are compared. Every torch.optim configuration the seeds
 use or a user of them would try is covered: SGD momentum / dampening / nesterov / weight_decay,
 param groups (seed 004: decay on weights only = ``mask``), learning-rate schedules (StepLR =
-an optax schedule), a traced learning rate, Adam with coupled weight decay, and AdamW.
+an optax schedule), a traced learning rate, Adam with coupled weight decay, and AdamW; and every
+other keyword of torch 2.13 that changes the math: ``maximize`` (SGD, Adam, AdamW), ``amsgrad``
+(Adam, AdamW) and Adam's ``decoupled_weight_decay``.
 """
 
 import jax
@@ -55,7 +57,29 @@ CONFIGS = {
     "adamw": ("AdamW", {"lr": 1e-2}, None, None, False),
     "adamw_weight_decay": ("AdamW", {"lr": 1e-2, "weight_decay": 0.1}, None, None, False),
     "adamw_param_groups": ("AdamW", {"lr": 1e-2}, 0.1, None, False),
-}
+    # torch 2.13's remaining math-changing keywords
+    "sgd_maximize_weight_decay": (
+        "SGD", {"lr": 0.02, "momentum": 0.9, "weight_decay": 1e-2, "maximize": True},
+        None, None, False,
+    ),
+    "sgd_nesterov_maximize_param_groups": (
+        "SGD", {"lr": 0.02, "momentum": 0.8, "nesterov": True, "maximize": True},
+        0.05, None, False,
+    ),
+    "adam_amsgrad": ("Adam", {"lr": 1e-2, "betas": (0.9, 0.9), "amsgrad": True}, None, None, False),
+    "adam_amsgrad_maximize_weight_decay": (
+        "Adam", {"lr": 1e-2, "weight_decay": 0.01, "amsgrad": True, "maximize": True},
+        None, None, False,
+    ),
+    "adam_decoupled_weight_decay_param_groups": (
+        "Adam", {"lr": 1e-2, "decoupled_weight_decay": True}, 0.1, None, False,
+    ),
+    "adamw_amsgrad_param_groups": (
+        "AdamW", {"lr": 1e-2, "betas": (0.9, 0.9), "amsgrad": True}, 0.1, None, False,
+    ),
+    "adamw_maximize_steplr": ("AdamW", {"lr": 1e-2, "maximize": True}, None, (10, 0.1), False),
+    "adam_amsgrad_traced_lr": ("Adam", {"lr": 1e-2, "amsgrad": True}, None, None, True),
+}  # fmt: skip
 STEPS = (1, 25)
 CASES = [f"{name}-{steps}step" for name in CONFIGS for steps in STEPS]
 CASES.append("seed002_coupled_wd_vs_loss_term-25step")
