@@ -19,5 +19,7 @@ def get_config():
         "lr": 1e-4,
         "lambda1": 0.5,
         "lambda2": 0.01,
+        # (kind, index into the model's outputs): L1 on layer1_out, L2 norm on layer2_out.
+        "activity": [["l1", 1], ["l2_norm", 2]],
         "seed_figure": "loss printed per step (no figure quoted)",
     }

@@ -83,6 +83,77 @@ def test_fit_matches_one_jit_run_and_compiles_epoch_once(tiny):
     assert train._jit_epoch._cache_size() == 1
 
 
+def test_step_reproduces_the_scan_bit_for_bit(tiny):
+    # Stepping through the engine's own batches, epoch by epoch, is the compiled run exactly.
+    train, result = tiny
+    key = jax.random.key(0)
+    step = jax.jit(train.step)
+    x, y = train.data["x_train"], train.data["y_train"]
+    state = train.init(key, DROPOUT_HP)
+    for epoch in range(3):
+        order, mask = train.batch_order(key, state.epoch)
+        weighted = []
+        for idx, rows in zip(order, mask, strict=True):
+            state, out = step(state, (x[idx], y[idx], rows), key, DROPOUT_HP)
+            weighted.append(out["loss"] * jnp.sum(rows))
+        state = state._replace(epoch=state.epoch + 1)
+        np.testing.assert_allclose(
+            jnp.sum(jnp.stack(weighted)) / 200, result.metrics["train_loss"][epoch], rtol=1e-6
+        )
+    jax.tree.map(np.testing.assert_array_equal, state.params, result.params)
+    assert int(state.step) == int(result.step) == 12 and int(result.epoch) == 3
+
+
+def test_step_dropout_key_follows_the_step_counter(tiny):
+    train, _ = tiny
+    key = jax.random.key(0)
+    state = train.init(key, DROPOUT_HP)
+    batch = (train.data["x_train"][:64], train.data["y_train"][:64])
+    _, at0 = train.step(state, batch, key, DROPOUT_HP)
+    _, again = train.step(state, batch, key, DROPOUT_HP)
+    _, at8 = train.step(state._replace(step=jnp.int32(8)), batch, key, DROPOUT_HP)
+    assert float(at0["loss"]) == float(again["loss"])
+    assert float(at0["loss"]) != float(at8["loss"])  # another mask, same params and batch
+
+
+@pytest.fixture(scope="module")
+def one_epoch(tiny, blobs):
+    train, _ = tiny
+    return engine.make_train(dataclasses.replace(train.config, epochs=1), blobs)
+
+
+def test_continuation_is_the_longer_run(tiny, one_epoch, blobs):
+    # Design: the state carries the run's step and epoch counters, so with the same key
+    # train(2 epochs) then continue(1 epoch) IS train(3 epochs), bit for bit.
+    train3, result3 = tiny
+    train2 = engine.make_train(dataclasses.replace(train3.config, epochs=2), blobs)
+    first = train2(jax.random.key(0), DROPOUT_HP)
+    assert (int(first.step), int(first.epoch)) == (8, 2)
+    more = one_epoch(jax.random.key(0), DROPOUT_HP, init_state=first)
+    jax.tree.map(np.testing.assert_array_equal, more.params, result3.params)
+    for name in engine.EPOCH_METRICS:
+        np.testing.assert_array_equal(more.metrics[name][0], result3.metrics[name][2], err_msg=name)
+    assert (int(more.step), int(more.epoch)) == (12, 3)
+
+
+def test_continuation_never_replays_orders_or_masks(one_epoch):
+    key = jax.random.key(0)
+    first = one_epoch(key, DROPOUT_HP)
+    first_epoch, start = int(first.epoch), jax.tree.map(jnp.copy, first.params)
+    # Bare parameters start a NEW run (counters 0): it replays epoch 0's order and masks.
+    replay = one_epoch(key, DROPOUT_HP, init_state=start)
+    continued = one_epoch(key, DROPOUT_HP, init_state=first)  # donates first
+    assert float(continued.metrics["train_loss"][0]) != float(replay.metrics["train_loss"][0])
+    order0, _ = one_epoch.batch_order(key, 0)
+    order1, _ = one_epoch.batch_order(key, first_epoch)
+    assert not np.array_equal(order0, order1)
+    assert np.array_equal(np.sort(order0.ravel()[:200]), np.sort(order1.ravel()[:200]))
+    # A result built by hand without counters (benchmarks/sweep_rows) starts them at 0.
+    bare = engine.TrainResult(replay.params, replay.opt_state, {})
+    again = one_epoch(key, DROPOUT_HP, init_state=bare)
+    assert int(again.step) == one_epoch.steps_per_epoch
+
+
 def test_eval_with_dropout_and_activation_variance(tiny, blobs):
     train, result = tiny
     cfg = dataclasses.replace(

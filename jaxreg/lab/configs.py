@@ -27,10 +27,9 @@ def experiments_dir() -> Path:
       >>> (experiments_dir() / "dropout.py").is_file()
       True
     """
-    try:
-        spec = importlib.util.find_spec(PACKAGE)
-    except ModuleNotFoundError:
-        spec = None
+    # jaxreg.lab always exists, so find_spec answers None (never raises) when the configs are
+    # not installed as a package: a checkout run from source.
+    spec = importlib.util.find_spec(PACKAGE)
     if spec is not None and spec.submodule_search_locations:
         return Path(next(iter(spec.submodule_search_locations)))
     if _SOURCE_TREE.is_dir():

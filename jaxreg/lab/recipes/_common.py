@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxreg.lab import configs, report
-
-FRAMEWORKS = ("jax", "torch")
+from jaxreg.lab.report import FRAMEWORKS
 
 
 @dataclasses.dataclass(frozen=True)

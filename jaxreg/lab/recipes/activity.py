@@ -1,13 +1,12 @@
 """activity (seed 001): L1 on layer1_out and an L2 norm on layer2_out, SGD 1e-4, 1000 steps.
 
 Each step sees a fresh ``rand(4, 128)`` batch with all targets 1, as in the seed. The batches are
-drawn once in JAX and fed to both frameworks. JAX: every step is one call of
-``jaxreg.lab.engine``'s pure training function (one epoch of one minibatch, with the engine's
-``activity=(("l1", 1), ("l2_norm", 2))`` penalties), the calls chained by a ``lax.scan`` that
-carries the parameters: the whole run is one compiled computation. torch: seed 001's loop with
-its verbatim penalty functions from ``jaxreg.torch_ref.penalties``. Without ``--faithful`` one
-model is trained through all steps (both frameworks from the same initial weights); with it
-both re-create the model and optimizer every step, as the seed does.
+drawn once in JAX and fed to both frameworks. JAX: every step is the engine's step entry point
+(``Train.step`` on the given batch, with the engine's ``activity=(("l1", 1), ("l2_norm", 2))``
+penalties), scanned over the batches: the whole run is one compiled computation. torch: seed
+001's loop with its verbatim penalty functions from ``jaxreg.torch_ref.penalties``. Without
+``--faithful`` one model is trained through all steps (both frameworks from the same initial
+weights); with it both re-create the model and optimizer every step, as the seed does.
 """
 
 from __future__ import annotations
@@ -22,38 +21,29 @@ from jaxreg.lab.recipes._sides import torch_twin
 
 
 def _jax_losses(train, batches, key, hp, faithful: bool):
-    """Runs the steps in one compiled scan; returns (objective, CE) per step and timings."""
+    """Runs the steps as one compiled scan of ``train.step``; (objective, CE) per step, timings."""
     import jax
     import jax.numpy as jnp
 
-    from jaxreg.lab import engine
-
     ones = jnp.ones(batches.shape[1], jnp.int32)
-    init = train.init(key, hp)
 
-    def step(carry, inputs):
-        params, opt_state = carry
+    def one_step(state, inputs):
         i, xb = inputs
-        data = {"x_train": xb, "y_train": ones}
         if faithful:
             # The seed's MLP() inside the loop: a fresh model and optimizer from a fresh key.
-            result = train.pure(data, jax.random.fold_in(key, i), hp, None)
-        else:
-            state = engine.TrainState(params, opt_state, jnp.int32(0), jnp.int32(-1))
-            result = train.pure(data, key, hp, state)
-            params, opt_state = result.params, result.opt_state
-        metrics = result.metrics
-        return (params, opt_state), (metrics["train_objective"][0], metrics["train_loss"][0])
+            state = train.init(jax.random.fold_in(key, i), hp)
+        state, out = train.step(state, (xb, ones), key, hp)
+        return state, (out["objective"], out["loss"])
 
-    def run_all(params, opt_state, batches):
-        steps = jnp.arange(batches.shape[0])
-        return jax.lax.scan(step, (params, opt_state), (steps, batches))[1]
+    def run_all(state, batches):
+        return jax.lax.scan(one_step, state, (jnp.arange(batches.shape[0]), batches))[1]
 
+    init = train.init(key, hp)
     start = time.perf_counter()
-    compiled = jax.jit(run_all).lower(init.params, init.opt_state, batches).compile()
+    compiled = jax.jit(run_all).lower(init, batches).compile()
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
-    objective, ce = jax.block_until_ready(compiled(init.params, init.opt_state, batches))
+    objective, ce = jax.block_until_ready(compiled(init, batches))
     return np.asarray(objective), np.asarray(ce), time.perf_counter() - start, compile_s
 
 
@@ -78,7 +68,7 @@ def run(ctx: Context) -> Outcome:
         batch_size=cfg["batch_size"],
         epochs=1,
         shuffle=False,
-        activity=(("l1", 1), ("l2_norm", 2)),
+        activity=tuple((kind, index) for kind, index in cfg["activity"]),
     )
     train = engine.make_train(config, first)
     hp = train.normalize_hparams(

@@ -62,11 +62,11 @@ def run(ctx: Context) -> Outcome:
 
     if "jax" in ctx.frameworks:
         runner, state = JaxRunner(), None
-        for i, variant in enumerate(variants):
+        for variant in variants:
             hp = {"l2": variant["l2_mean"], "weight_decay": variant["weight_decay"]}
-            # Faithful runs continue from the previous result with a fresh shuffling stream.
-            run_key = jax.random.fold_in(key, i) if faithful and i else key
-            result, wall, compile_s = runner.run(train, run_key, hp, state)
+            # Faithful runs continue from the previous result: its step and epoch counters carry
+            # on, so the shuffles go on from where the last run stopped instead of repeating.
+            result, wall, compile_s = runner.run(train, key, hp, state)
             state = result if faithful else None
             record_classifier(
                 ctx,

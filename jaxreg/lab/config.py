@@ -1,0 +1,279 @@
+"""What a training run is: :class:`TrainConfig` (static, validated) and its traced hyperparameters.
+
+The static structure of a run (model, loss, optimizer kind, batch size, epochs, penalties) is a
+frozen :class:`TrainConfig`, checked when built; the values a sweep varies are :data:`HPARAMS`,
+traced scalars that :func:`normalize_hparams` fills and checks. A configuration knows which
+hyperparameters it reads (:meth:`TrainConfig.used_hparams`), so one it does not read is an error
+that names it rather than a sweep axis that silently does nothing.
+
+PyTorch equivalent: the arguments of d2l's ``train_ch3`` and of ``torch.optim.SGD`` (seed 004).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+LOSSES = ("cross_entropy", "nll", "mse", "bce")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+PENALTIES = ("none", "l1", "l2", "l2_mean", "l2_norm")
+ACTIVITY_KINDS = ("l1", "l2", "l2_norm")
+HPARAMS = ("lr", "weight_decay", "l1", "l2", "act_l1", "act_l2", "dropout1", "dropout2")
+"""Traced hyperparameters; ``lr`` defaults to ``TrainConfig.lr``, the others to 0 (dropout: the
+model's own rates)."""
+
+EPOCH_METRICS = (
+    "train_loss",
+    "train_objective",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "param_norm",
+    "weight_norm",
+    "zero_fraction",
+)
+"""Per-epoch metrics every run reports (names shared with :mod:`jaxreg.torch_ref.engine`).
+
+``train_loss`` is the data loss alone (what seed 002 notes torch prints: optimizer weight decay
+never shows in it), ``train_objective`` adds the penalties; both are example-weighted means over
+the epoch's minibatches, measured in training mode as ``train_acc`` is. ``test_*`` (and ``val_*``
+when the data has a validation split) are NaN on epochs that are not evaluated. ``test_acc`` is NaN
+for regression. ``param_norm`` is the global L2 norm of all parameters, ``weight_norm`` that of the
+weight-decay-masked ones, ``zero_fraction`` the fraction of parameter entries exactly zero.
+"""
+
+WEIGHTS_ONLY = "weights_only"
+"""The default mask: every parameter with ``ndim >= 2`` (:func:`jaxreg.masks.weights_only`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Static description of a training run (everything that changes shapes or code).
+
+    Attributes:
+      model: a Flax Linen module from :mod:`jaxreg.models` (or any module whose ``__call__(x)``
+        returns outputs, or ``(outputs, *activations)`` like seed 001's ``ActivityMLP``).
+      loss: ``"cross_entropy"`` (logits, ``nn.CrossEntropyLoss``), ``"nll"`` (log-probabilities,
+        ``F.nll_loss``, seed 001's ``TwoLayerNet``), ``"mse"`` (``nn.MSELoss``, seed 002) or
+        ``"bce"`` (probabilities, ``nn.BCELoss``, seed 000). All are means over the batch.
+      optimizer: ``"sgd"`` / ``"adam"`` / ``"adamw"``: :func:`jaxreg.optim.torch_sgd` etc., which
+        match ``torch.optim`` step for step. Weight decay is the optimizer's (coupled for SGD and
+        Adam, decoupled for AdamW), masked by ``decay_mask``.
+      lr: learning rate used when ``hparams`` has no ``"lr"``.
+      momentum: SGD momentum (static; seeds use 0).
+      betas: Adam betas.
+      eps: Adam epsilon.
+      batch_size: minibatch size; None = full batch (seed 002).
+      epochs: passes over the training set.
+      penalty: weight penalty added to the loss: ``"none"``, ``"l1"`` (``hparams["l1"] *
+        l1_penalty``, seed 002), ``"l2"`` (``hparams["l2"] * 0.5*sum w^2``), ``"l2_mean"``
+        (``hparams["l2"] *`` seed 004's ``(w**2).mean()/2`` summed over tensors), ``"l2_norm"``
+        (``hparams["l2"] *`` seed 000's sum of per-tensor L2 norms).
+      penalty_mask: which parameters the penalty sees: ``"weights_only"`` (seed 004's W1, W2),
+        None (all, seed 002's loop over ``model.parameters()``), a bool pytree or a callable on
+        the params tree such as ``jaxreg.path_mask(...)`` (see :func:`jaxreg.masks.resolve_mask`).
+      decay_mask: which parameters the optimizer decays (same forms; seed 004's param groups).
+      activity: activation penalties: ``(kind, index)`` pairs, ``index`` into the model's output
+        tuple; ``"l1"`` uses ``hparams["act_l1"]``, ``"l2"``/``"l2_norm"`` ``hparams["act_l2"]``.
+        Seed 001: ``(("l1", 1), ("l2_norm", 2))``.
+      shuffle: reshuffle the training set every epoch (``DataLoader(shuffle=True)``).
+      drop_last: drop the last partial batch instead of masking it.
+      eval_every: evaluate after epoch ``e`` (0-based) when ``e % eval_every == 0`` (seed 002's
+        ``epoch % 50 == 0``) and after the last epoch.
+      eval_batch_size: evaluation chunk size (memory only, results do not depend on it).
+      snapshot_every: if > 0, keep the parameters after the epochs picked by the same rule as
+        ``eval_every`` (seed 002 plots its fit curves every 50 epochs).
+      eval_dropout_active: evaluate with dropout on (``--faithful``: seed 004's
+        ``evaluate_accuracy`` never called ``net.eval()``).
+      track_activation_variance: also report ``act_var`` (eval mode) and ``act_var_train``
+        (dropout on), each ``[epochs, hidden layers]``: per hidden layer, the mean over units of
+        the across-example variance of ``relu(Dense output)`` (the layer's output before its own
+        dropout; in train mode it reflects the dropout of the layers below) on the first
+        ``probe_size`` test examples (seed 004's exercise).
+      probe_size: examples used for ``act_var``.
+    """
+
+    model: nn.Module
+    loss: str = "cross_entropy"
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    batch_size: int | None = 256
+    epochs: int = 10
+    penalty: str = "none"
+    penalty_mask: Any = WEIGHTS_ONLY
+    decay_mask: Any = WEIGHTS_ONLY
+    activity: tuple[tuple[str, int], ...] = ()
+    shuffle: bool = True
+    drop_last: bool = False
+    eval_every: int = 1
+    eval_batch_size: int = 2000
+    snapshot_every: int = 0
+    eval_dropout_active: bool = False
+    track_activation_variance: bool = False
+    probe_size: int = 1000
+
+    def __post_init__(self):
+        _check_choice("loss", self.loss, LOSSES)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("penalty", self.penalty, PENALTIES)
+        if not isinstance(self.model, nn.Module):
+            raise ValueError(f"model={self.model!r}: expected a flax.linen.Module instance")
+        if self.batch_size is not None and not _is_pos_int(self.batch_size):
+            raise ValueError(f"batch_size={self.batch_size!r}: expected a positive int or None")
+        for name in ("epochs", "eval_every", "eval_batch_size", "probe_size"):
+            if not _is_pos_int(getattr(self, name)):
+                raise ValueError(f"{name}={getattr(self, name)!r}: expected a positive int")
+        if not isinstance(self.snapshot_every, int) or self.snapshot_every < 0:
+            raise ValueError(f"snapshot_every={self.snapshot_every!r}: expected an int >= 0")
+        for entry in self.activity:
+            if (
+                not isinstance(entry, tuple)
+                or len(entry) != 2
+                or entry[0] not in ACTIVITY_KINDS
+                or not _is_pos_int(entry[1])
+            ):
+                raise ValueError(
+                    f"activity entry {entry!r}: expected (kind, index) with kind in "
+                    f"{ACTIVITY_KINDS} and index >= 1 into the model's output tuple"
+                )
+
+    def used_hparams(self) -> tuple[str, ...]:
+        """The names of :data:`HPARAMS` this run reads; any other one is an error.
+
+        ``lr`` and ``weight_decay`` always (every optimizer the engine builds applies weight
+        decay: coupled for SGD and Adam, decoupled for AdamW); ``l1`` with ``penalty="l1"``,
+        ``l2`` with the three L2 penalties; ``act_l1`` / ``act_l2`` with an activity penalty of
+        that kind; ``dropout1`` and ``dropout2`` when the model's ``__call__`` takes ``rates=``,
+        ``dropout1`` alone when it takes ``rate=``.
+
+        Returns:
+          A tuple of names, in the order of :data:`HPARAMS`.
+
+        Example:
+          >>> from jaxreg.models import DropoutMLP
+          >>> TrainConfig(model=DropoutMLP()).used_hparams()
+          ('lr', 'weight_decay', 'dropout1', 'dropout2')
+        """
+        used = {"lr", "weight_decay"}
+        if self.penalty == "l1":
+            used.add("l1")
+        elif self.penalty != "none":
+            used.add("l2")
+        for kind, _ in self.activity:
+            used.add("act_l1" if kind == "l1" else "act_l2")
+        call = call_kwargs(self.model)
+        if "rates" in call:
+            used |= {"dropout1", "dropout2"}
+        elif "rate" in call:
+            used.add("dropout1")
+        return tuple(name for name in HPARAMS if name in used)
+
+    def unused_reason(self, name: str) -> str:
+        """Why hyperparameter ``name`` does nothing in this run (for error messages)."""
+        if name in ("l1", "l2"):
+            return f"penalty={self.penalty!r}"
+        if name.startswith("act_"):
+            return f"activity={self.activity!r}"
+        model = type(self.model).__name__
+        if "rate" in call_kwargs(self.model):
+            return f"{model}.__call__ takes one `rate=`, which dropout1 sets"
+        return f"{model}.__call__ takes no `rates=`/`rate=` argument to receive dropout rates"
+
+
+def normalize_hparams(
+    config: TrainConfig, hparams: Mapping[str, Any] | None
+) -> dict[str, jax.Array]:
+    """Fills defaults and checks names and concrete values; every value becomes a float32 array.
+
+    All values are broadcast to the largest leading shape given, so a sweep may pass some
+    hyperparameters as ``(C,)`` arrays and others as scalars.
+
+    Args:
+      config: the run's :class:`TrainConfig`.
+      hparams: a subset of :data:`HPARAMS` -> scalar or array.
+
+    Returns:
+      A dict with the non-dropout names of :meth:`TrainConfig.used_hparams` (and the
+      dropout ones when any was given), float32 arrays of one common shape.
+
+    Raises:
+      ValueError: a name outside :data:`HPARAMS`, a name this run does not use (naming it),
+        or a concrete value out of range.
+
+    Example:
+      >>> from jaxreg.models import WeightDecayMLP
+      >>> cfg = TrainConfig(model=WeightDecayMLP(), penalty="l2_mean")
+      >>> sorted(normalize_hparams(cfg, {"l2": 1.0}))
+      ['l2', 'lr', 'weight_decay']
+      >>> normalize_hparams(cfg, {"l1": 0.1})  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      ValueError: hyperparameter 'l1' is not used by this run (penalty='l2_mean'); used: lr, ...
+    """
+    hp = dict(hparams or {})
+    unknown = sorted(set(hp) - set(HPARAMS))
+    if unknown:
+        raise ValueError(f"hparams: unknown keys {unknown}; allowed keys are {HPARAMS}")
+    used = config.used_hparams()
+    for name in hp:
+        if name not in used:
+            # A sweep axis that does nothing would report identical rows as "no effect".
+            raise ValueError(
+                f"hyperparameter {name!r} is not used by this run "
+                f"({config.unused_reason(name)}); used: {', '.join(used)}"
+            )
+    defaults = {"lr": config.lr}
+    keys = [k for k in used if not k.startswith("dropout")]
+    if "dropout1" in hp or "dropout2" in hp:
+        model = config.model
+        defaults["dropout1"] = getattr(model, "dropout1", getattr(model, "dropout_rate", 0.0))
+        defaults["dropout2"] = getattr(model, "dropout2", defaults["dropout1"])
+        keys += [k for k in used if k.startswith("dropout")]
+    values = {k: hp.get(k, defaults.get(k, 0.0)) for k in keys}
+    shape = max((np.shape(v) for v in values.values()), key=len)
+    out = {}
+    for k, v in values.items():
+        if not isinstance(v, jax.core.Tracer):
+            check_hparam(k, np.asarray(v, np.float64))
+        out[k] = jnp.broadcast_to(jnp.asarray(v, jnp.float32), shape)
+    return out
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r}: allowed values are {allowed}")
+
+
+def _is_pos_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0
+
+
+def call_kwargs(model: nn.Module) -> frozenset[str]:
+    """Which of ``deterministic``, ``rates``, ``rate`` the model's ``__call__`` accepts."""
+    params = inspect.signature(type(model).__call__).parameters
+    return frozenset(k for k in ("deterministic", "rates", "rate") if k in params)
+
+
+def check_hparam(name: str, value: np.ndarray) -> None:
+    """Raises ValueError naming ``name`` if a concrete value is out of its range."""
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"hparams[{name!r}]={value}: must be finite")
+    if name.startswith("dropout"):
+        if np.any((value < 0) | (value > 1)):
+            raise ValueError(f"hparams[{name!r}]={value}: a drop probability must be in [0, 1]")
+    elif name == "lr":
+        if np.any(value <= 0):
+            raise ValueError(f"hparams['lr']={value}: must be > 0")
+    elif np.any(value < 0):
+        raise ValueError(f"hparams[{name!r}]={value}: must be >= 0")
