@@ -1,12 +1,15 @@
 """What every benchmark row shares: the workload, the FLOP count, timing statistics, memory.
 
-Both frameworks import this module; it imports neither.
+Both frameworks' rows import this module. The recipe (model sizes, batch, learning rate,
+dropout rates) is the experiment config ``experiments/dropout.py``, read through
+``jaxreg.lab.configs``, so the benchmark trains exactly what ``jaxreg run dropout`` trains.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import itertools
 import math
 import os
 import platform
@@ -16,20 +19,48 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from jaxreg.lab import timing
+from jaxreg.lab.configs import experiments_dir, load_config_file
+
 # Seeds 003/004: 784-256-256-10, dropout 0.2 / 0.5 after each hidden ReLU, SGD lr 0.5, batch 256.
-LAYERS = ((784, 256), (256, 256), (256, 10))
-BATCH_SIZE = 256
-LEARNING_RATE = 0.5
-DROPOUT = (0.2, 0.5)
+RECIPE = load_config_file(experiments_dir() / "dropout.py", name="dropout")
+_SIZES = [RECIPE["model"][k] for k in ("num_inputs", "num_hiddens1", "num_hiddens2")]
+LAYERS = tuple(zip(_SIZES, _SIZES[1:] + [RECIPE["model"]["num_outputs"]], strict=True))
+BATCH_SIZE: int = RECIPE["batch_size"]
+LEARNING_RATE: float = RECIPE["lr"]
+DROPOUT: tuple[float, float] = tuple(RECIPE["rates"])
+# The scratch variant (d2l's Net, torch's default init) is the one the torch twin mirrors.
+VARIANT = next(v for v in RECIPE["variants"] if v["name"] == "scratch")
 
 # Forward (2*B*in*out per Linear) plus backward (dX and dW, 2*B*in*out each): 3 GEMMs per Linear.
 # The first layer's dX is counted although nobody needs it, so this is the formula the issue
 # states, not the minimum work.
 FLOPS_PER_EXAMPLE = 2 * 3 * sum(i * o for i, o in LAYERS)
-FLOP_FORMULA = "2*3*B*(784*256 + 256*256 + 256*10) per step (matmuls of forward + backward)"
+FLOP_FORMULA = (
+    f"2*3*B*({' + '.join(f'{i}*{o}' for i, o in LAYERS)}) per step (matmuls of forward + backward)"
+)
 # What both frameworks really execute: neither computes the gradient of the input images
 # (autograd and jax.grad skip it), so the first layer's dX matmul is not run.
 EXECUTED_FLOPS_PER_EXAMPLE = FLOPS_PER_EXAMPLE - 2 * LAYERS[0][0] * LAYERS[0][1]
+# What one configuration of a vmapped sweep keeps live per step: parameters, gradients and its
+# own minibatch, float32.
+PARAMS_PER_MODEL = sum(i * o + o for i, o in LAYERS)
+CONFIG_BYTES = 4 * (2 * PARAMS_PER_MODEL + BATCH_SIZE * LAYERS[0][0])
+
+# The sweep rows run the first configurations of this sweep preset (jaxreg.lab.sweep).
+SWEEP_PRESET = "fmnist-64"
+
+
+def model_kwargs(rates: Sequence[float] = DROPOUT) -> dict[str, Any]:
+    """Keyword arguments of ``jaxreg.models.DropoutMLP`` (and its torch twin) for the recipe."""
+    sizes = {k: v for k, v in RECIPE["model"].items() if k != "name"}
+    return {
+        **sizes,
+        "dropout1": rates[0],
+        "dropout2": rates[1],
+        "style": VARIANT["style"],
+        "weight_init": VARIANT["weight_init"],
+    }
 
 
 def step_gemm_shapes(batch: int = BATCH_SIZE) -> list[tuple[int, int, int]]:
@@ -176,15 +207,54 @@ def time_epochs(
 ) -> tuple[list[float], list[float]]:
     """Calls ``run_epoch(i)`` ``warmup + epochs`` times; returns (warm-up times, timed times).
 
-    ``run_epoch`` must return only after the device finished (block_until_ready or
-    torch.cuda.synchronize inside it).
+    Timed with ``jaxreg.lab.timing.time_calls``. ``run_epoch`` must return only after the
+    device finished (block_until_ready or torch.cuda.synchronize inside it): frameworks other
+    than JAX return nothing to block on.
     """
-    warm, timed = [], []
-    for i in range(warmup + epochs):
-        start = time.perf_counter()
-        run_epoch(i)
-        (warm if i < warmup else timed).append(time.perf_counter() - start)
-    return warm, timed
+    counter = itertools.count()
+
+    def call() -> Any:
+        return run_epoch(next(counter))
+
+    warm = timing.time_calls(call, repeats=warmup, block=False) if warmup else []
+    return warm, timing.time_calls(call, repeats=epochs, block=False)
+
+
+def grid_runs(configs: int) -> tuple[list[dict[str, float]], list[int]]:
+    """The first ``configs`` (hyperparameters, seed) runs of ``SWEEP_PRESET``, in run order.
+
+    Run ``r`` is point ``r // seeds``, seed ``r % seeds``, as ``jaxreg.lab.sweep.run_sweep``
+    orders them.
+    """
+    plan = sweep_plan()
+    runs = [
+        ({k: v for k, v in point.items() if k != "name"}, seed)
+        for point in plan.points
+        for seed in plan.seeds
+    ]
+    if configs > len(runs):
+        raise ValueError(f"sweep_configs={configs}: the {SWEEP_PRESET} preset has {len(runs)} runs")
+    runs = runs[:configs]
+    return [hp for hp, _ in runs], [seed for _, seed in runs]
+
+
+def sweep_plan():
+    """The ``SWEEP_PRESET`` plan of ``jaxreg.lab.sweep`` (engine config, points, seeds)."""
+    from jaxreg.lab.sweep import PRESETS
+
+    return PRESETS[SWEEP_PRESET]()
+
+
+def spread(total: int, k: int) -> list[int]:
+    """``k`` run indices spread over the grid, alternating seeds (runs are point-major, seed-minor).
+
+    A prefix of the grid would hold one dropout rate only; these cover every rate and lambda
+    band, so a subset costs what the whole grid costs per configuration.
+    """
+    if k >= total:
+        return list(range(total))
+    stride = total // k
+    return [min(i * stride + (i % 2), total - 1) for i in range(k)]
 
 
 def machine_info() -> dict[str, Any]:

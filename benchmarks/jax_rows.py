@@ -1,8 +1,9 @@
-"""The JAX rows: the matmul roofline, jitted step + Python loop, whole-epoch scan, a step profile.
+"""The JAX rows: the matmul roofline, jitted step + Python loop, whole-epoch scan, a step profile,
+and compilation with the persistent compilation cache cold and warm.
 
 Each row function runs in its own process (see ``benchmarks.run``) and returns a dict of figures.
-Training goes through ``jaxreg.lab.engine`` (the library's one training loop); this module only
-times it.
+Training goes through ``jaxreg.lab.engine`` (the harness's one training loop); this module only
+times it, with ``jaxreg.lab.timing`` (the one compile-and-time helper).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -17,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
+from jaxreg.lab import timing
 
 
 def setup() -> None:
@@ -48,16 +51,6 @@ def settings() -> dict[str, Any]:
     }
 
 
-def _best_of(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def peak(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
     """The roofline: a large square float32 matmul in XLA, best of several runs."""
     setup()
@@ -66,7 +59,7 @@ def peak(workload: common.Workload, init_path: str, device: str = "auto") -> dic
     a = jax.random.normal(ka, (size, size), jnp.float32)
     b = jax.random.normal(kb, (size, size), jnp.float32)
     matmul = jax.jit(jnp.matmul)
-    best = _best_of(lambda: matmul(a, b), repeats=7)
+    best = min(timing.time_calls(matmul, a, b, repeats=7, warmup=1))
     return {
         "peak_gflops": 2 * size**3 / best / 1e9,
         "peak_size": size,
@@ -87,7 +80,7 @@ def _data(workload: common.Workload):
 def _model():
     from jaxreg.models import DropoutMLP
 
-    return DropoutMLP(dropout1=common.DROPOUT[0], dropout2=common.DROPOUT[1], style="scratch")
+    return DropoutMLP(**common.model_kwargs())
 
 
 def _make_train(workload: common.Workload, epochs: int, ds=None):
@@ -117,7 +110,6 @@ def init_params(workload: common.Workload, init_path: str, device: str = "auto")
     Unprefixed keys: ``jax.random.key(INIT_KEY)`` (the single-model rows); ``seed{s}/`` keys:
     ``jax.random.key(s)`` for each seed of the sweep preset.
     """
-    from benchmarks.sweep_rows import grid_runs
     from jaxreg.convert import flax_to_torch
 
     setup()
@@ -129,7 +121,7 @@ def init_params(workload: common.Workload, init_path: str, device: str = "auto")
         return {k: np.asarray(v) for k, v in flax_to_torch(params).items()}
 
     arrays = torch_arrays(INIT_KEY)
-    _, seeds = grid_runs(workload.sweep_configs)
+    _, seeds = common.grid_runs(workload.sweep_configs)
     for seed in sorted(set(seeds)):
         arrays.update({f"seed{seed}/{k}": v for k, v in torch_arrays(seed).items()})
     np.savez(init_path, **arrays)
@@ -191,6 +183,33 @@ def scan(workload: common.Workload, init_path: str, device: str = "auto") -> dic
     }
 
 
+def compile_cache(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
+    """Compiles the engine's whole training run with the persistent compilation cache on.
+
+    The program is ``jax.jit(train.pure)`` of the seed 003 recipe, what ``jaxreg run dropout``
+    compiles. The cache folder is the benchmark's own (beside ``init_path``), empty when the run
+    starts: the first process to call this row compiles cold and fills it, the next one (a
+    fresh process, as a rerun of an experiment is) reads its program from it.
+    """
+    setup()
+    folder = timing.enable_compilation_cache(Path(init_path).parent / "jax-cache")
+    train = _make_train(workload, 1)
+    hp = train.normalize_hparams(HPARAMS)
+    with timing.count_cache_events() as events:
+        _, compile_s = timing.compile_and_time(
+            train.pure, train.data, jax.random.key(INIT_KEY), hp, None
+        )
+    return {
+        "compile_s": compile_s,
+        "cache_dir": None if folder is None else str(folder),
+        "cache_requests": events["requests"],
+        "cache_hits": events["hits"],
+        "cache_writes": events["misses"],
+        "compile_saved_s": events["saved_s"],
+        "method": "jaxreg.lab.timing.compile_and_time(jax.jit(train.pure)) in a fresh process",
+    }
+
+
 def make_step(model, optimizer, rates, deterministic: bool = False):
     """One SGD step as the engine's scan body does it, jitted alone for the Python-loop row.
 
@@ -244,10 +263,9 @@ def jitted_step(workload: common.Workload, init_path: str, device: str = "auto")
 
     key, dropout_key = jax.random.split(jax.random.key(1))
     order0 = epoch_order(key, 0)
-    start = time.perf_counter()
-    lowered = step.lower(params, opt_state, x_all, y_all, order0, 0, key)
-    compiled = lowered.compile()
-    compile_s = time.perf_counter() - start
+    compiled, compile_s = timing.compile_and_time(
+        step, params, opt_state, x_all, y_all, order0, 0, key
+    )
     state = {"params": params, "opt_state": opt_state}
     losses = []
 
@@ -288,157 +306,3 @@ def _accuracy(params, ds) -> float:
         params, jnp.asarray(ds.x_test)
     )
     return float(jnp.mean(jnp.argmax(logits, -1) == jnp.asarray(ds.y_test)))
-
-
-def _scan_time(body, carry, operands, steps: int, repeats: int = 5) -> float:
-    """Seconds per iteration of ``body(carry, i, operands)`` run ``steps`` times in one scan.
-
-    The operands are arguments of the compiled function, not closed-over constants, so XLA can
-    neither fold them at compile time nor hoist work on them out of the loop.
-    """
-
-    @jax.jit
-    def loop(carry, operands):
-        def scan_body(c, i):
-            return body(c, i, operands), None
-
-        return jax.lax.scan(scan_body, carry, jnp.arange(steps))[0]
-
-    compiled = loop.lower(carry, operands).compile()
-    return _best_of(lambda: compiled(carry, operands), repeats) / steps
-
-
-def profile(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
-    """Times the parts of one training step, each run N times inside one compiled scan.
-
-    Parts: the step's eight executed matmuls alone (forward, dW, and dX but for layer 1); the step
-    without dropout; the real step (dropout 0.2 / 0.5); the two dropout masks alone; the
-    minibatch gather alone. The differences say where an epoch's time goes beyond the matmuls.
-    """
-    from jaxreg.optim import torch_sgd
-
-    setup()
-    ds = _data(workload)
-    b = common.BATCH_SIZE
-    data = (jnp.asarray(ds.x_train), jnp.asarray(ds.y_train.astype(np.int32)))
-    steps = min(100, common.steps_per_epoch(len(ds.x_train)))
-    steps -= steps % 4
-    order = jax.random.permutation(jax.random.key(2), len(ds.x_train))[: steps * b]
-    order = order.reshape(steps, b)
-    train = _make_train(workload, 1, ds)
-    params = train.init(jax.random.key(INIT_KEY), HPARAMS).params
-    optimizer = torch_sgd(common.LEARNING_RATE)
-    rates = tuple(jnp.float32(r) for r in common.DROPOUT)
-    key = jax.random.key(3)
-
-    def step_body(deterministic):
-        step = make_step(_model(), optimizer, rates, deterministic=deterministic)
-
-        def body(carry, i, operands):
-            x_all, y_all, order = operands
-            p, o, _ = step(*carry, x_all, y_all, order, i, key)
-            return p, o
-
-        return body
-
-    def vmapped_seconds(configs: int, deterministic: bool = False) -> float:
-        """Per configuration and step: the step vmapped over ``configs`` models (own weights,
-        batches and dropout keys), as the sweep runs it."""
-        stack = lambda tree: jax.tree.map(lambda a: jnp.stack([a] * configs), tree)  # noqa: E731
-        orders = jnp.stack([jnp.roll(order, c, axis=1) for c in range(configs)])
-        config_keys = jax.random.split(key, configs)
-        vmapped = jax.vmap(
-            make_step(_model(), optimizer, rates, deterministic=deterministic),
-            in_axes=(0, 0, None, None, 0, None, 0),
-        )
-
-        def body(carry, i, operands):
-            x_all, y_all, orders = operands
-            p, o, _ = vmapped(*carry, x_all, y_all, orders, i, config_keys)
-            return p, o
-
-        vsteps = max(steps // 4, 1)
-        carry = (stack(params), stack(optimizer.init(params)))
-        return _scan_time(body, carry, (*data, orders[:, :vsteps]), vsteps) / configs
-
-    shapes = common.step_gemm_shapes(b)
-    keys = jax.random.split(jax.random.key(4), 2 * len(shapes))
-    # Two left operands per matmul, picked by the step index: the matmuls depend on the loop
-    # counter, so none is loop-invariant.
-    gemm_operands = [
-        (jax.random.normal(keys[2 * j], (2, m, k)), jax.random.normal(keys[2 * j + 1], (k, n)))
-        for j, (m, k, n) in enumerate(shapes)
-    ]
-    gemm_flops = sum(2 * m * k * n for m, k, n in shapes)
-    # The same matmuls at 4x the batch: how much of the gap to the peak is their size.
-    big_shapes = common.step_gemm_shapes(4 * b)
-    big_operands = [
-        (jax.random.normal(keys[2 * j], (2, m, k)), jax.random.normal(keys[2 * j + 1], (k, n)))
-        for j, (m, k, n) in enumerate(big_shapes)
-    ]
-
-    def gemm_body(c, i, operands):
-        # The products themselves are the loop state: reducing them (sum of a dot) would let
-        # XLA fuse dot and reduction into one YNNPACK kernel ~3x slower than the step's
-        # matmuls. Each product picks its operand through the previous one, so they run one
-        # after another, as in the step, instead of competing for the cores.
-        products, j = [], i
-        for a, w in operands:
-            products.append(a[j % 2] @ w)
-            j = j + (products[-1][0, 0] > 1e30).astype(j.dtype)
-        return tuple(products)
-
-    def mask_body(c, i, operands):
-        (base,) = operands
-        k1, k2 = jax.random.split(jax.random.fold_in(base, i))
-        m1 = jax.random.bernoulli(k1, 1 - rates[0], (b, common.LAYERS[0][1]))
-        m2 = jax.random.bernoulli(k2, 1 - rates[1], (b, common.LAYERS[1][1]))
-        return c + jnp.sum(m1) + jnp.sum(m2)
-
-    def gather_body(c, i, operands):
-        x_all, order = operands
-        return c + 1e-30 * jnp.sum(x_all[order[i]])
-
-    carry = (params, optimizer.init(params))
-    seconds = {
-        "gemms_only": _scan_time(
-            gemm_body, tuple(jnp.zeros((m, n)) for m, _, n in shapes), gemm_operands, steps
-        ),
-        f"step_vmapped_{VMAP_CONFIGS}_per_config": vmapped_seconds(VMAP_CONFIGS),
-        f"step_vmapped_{VMAP_CONFIGS}_without_dropout_per_config": vmapped_seconds(
-            VMAP_CONFIGS, deterministic=True
-        ),
-        # All the sweep's configurations in one program: their weights and gradients no longer
-        # fit in the caches together.
-        f"step_vmapped_{workload.sweep_configs}_per_config": vmapped_seconds(
-            workload.sweep_configs
-        ),
-        "step_without_dropout": _scan_time(step_body(True), carry, (*data, order), steps),
-        "step_with_dropout": _scan_time(step_body(False), carry, (*data, order), steps),
-        "dropout_masks_only": _scan_time(mask_body, jnp.int32(0), (key,), steps),
-        # The same masks from XLA's RngBitGenerator instead of threefry: the RNG's share.
-        "dropout_masks_only_rbg": _scan_time(
-            mask_body, jnp.int32(0), (jax.random.key(3, impl="rbg"),), steps
-        ),
-        "gather_only": _scan_time(gather_body, jnp.float32(0), (data[0], order), steps),
-    }
-    big_s = _scan_time(
-        gemm_body,
-        tuple(jnp.zeros((m, n)) for m, _, n in big_shapes),
-        big_operands,
-        max(steps // 4, 1),
-    )
-    parts_ms = {k: v * 1e3 for k, v in seconds.items()}
-    return {
-        "parts_ms": parts_ms,
-        "gemm_ms": parts_ms["gemms_only"],
-        "gemm_gflops": gemm_flops / seconds["gemms_only"] / 1e9,
-        "gemm_gflops_batch_1024": 4 * gemm_flops / big_s / 1e9,
-        "step_gflops": common.FLOPS_PER_EXAMPLE * b / seconds["step_with_dropout"] / 1e9,
-        "gemm_flops_per_step": gemm_flops,
-        "steps_per_measure": steps,
-        "method": (
-            f"each part {steps} times ({steps // 4} for the vmapped ones) in one jit(lax.scan), "
-            "best of 5 after AOT compile"
-        ),
-    }

@@ -1,19 +1,21 @@
 """``make bench``: JAX vs PyTorch on the seed 003/004 dropout MLP, against the matmul roofline.
 
-Usage::
+The entry point is the plain function :func:`run` (``jaxreg bench`` calls it; so does
+``python -m benchmarks.run [--quick]``, which takes no other argument)::
 
-    .venv/bin/python -m benchmarks.run            # the full run (under 15 minutes on 2 cores)
-    .venv/bin/python -m benchmarks.run --quick    # a smoke run on a slice (a few minutes)
+    from benchmarks.run import run
+    run()              # the full run (under 15 minutes on 2 cores)
+    run(quick=True)    # a smoke run on a slice (a few minutes)
 
 Every row runs in a fresh Python process, so that one framework's thread pools, allocator and
 compiled caches never share a process with the other's, and the peak-memory figure is that
-row's own. The results land in ``benchmarks/results/<machine>-<date>.json`` / ``.md`` / ``.png``
-(``--quick``: ``runs/bench-quick/``).
+row's own. ``benchmarks.analysis`` turns the rows into results, ``benchmarks.render`` writes
+them: ``benchmarks/results/<machine>-<date>.json`` / ``.md`` / ``.png`` (quick runs:
+``runs/bench-quick/``).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import importlib
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +40,15 @@ ROWS: dict[str, tuple[str, str]] = {
     "init": ("benchmarks.jax_rows", "init_params"),
     "peak_start": ("benchmarks.jax_rows", "peak"),
     "torch_gemms": ("benchmarks.torch_rows", "gemms"),
-    "jax_profile": ("benchmarks.jax_rows", "profile"),
+    "jax_profile": ("benchmarks.jax_profile", "profile"),
     "torch_dataloader": ("benchmarks.torch_rows", "eager_dataloader"),
     "torch_eager": ("benchmarks.torch_rows", "eager_memory"),
     "torch_compile": ("benchmarks.torch_rows", "compiled"),
     "jax_step": ("benchmarks.jax_rows", "jitted_step"),
     "jax_scan": ("benchmarks.jax_rows", "scan"),
+    # The same program compiled by two fresh processes sharing one new cache folder.
+    "compile_cold": ("benchmarks.jax_rows", "compile_cache"),
+    "compile_warm": ("benchmarks.jax_rows", "compile_cache"),
     "sweep_jax_vmap": ("benchmarks.sweep_rows", "jax_vmap"),
     "sweep_jax_vmap_chunked": ("benchmarks.sweep_rows", "jax_vmap_chunked"),
     "sweep_torch_func": ("benchmarks.sweep_rows", "torch_func"),
@@ -53,57 +59,14 @@ ROWS: dict[str, tuple[str, str]] = {
 ROW_TIMEOUT_S = 900
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="short smoke run on a data slice")
-    parser.add_argument("--out", type=Path, default=None, help="results folder")
-    parser.add_argument("--rows", default=None, help="comma-separated subset of: " + ",".join(ROWS))
-    parser.add_argument(
-        "--device",
-        default="auto",
-        choices=("auto", "cpu", "cuda"),
-        help="torch device (auto: CUDA when available); JAX uses its default backend",
-    )
-    parser.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX folder")
-    for field in dataclasses.fields(common.Workload):
-        if field.name != "data_dir":
-            flag = "--" + field.name.replace("_", "-")
-            parser.add_argument(flag, type=int, default=None, help=f"override {field.name}")
-    parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
-    parser.add_argument(
-        "--settle-s",
-        type=float,
-        default=None,
-        help="wait up to this long for an idle CPU before each row (default 8, --quick 0)",
-    )
-    # Internal: run one row in this process and write its JSON.
-    parser.add_argument("--row", help=argparse.SUPPRESS)
-    parser.add_argument("--workload", help=argparse.SUPPRESS)
-    parser.add_argument("--init", help=argparse.SUPPRESS)
-    parser.add_argument("--result", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
-
-
-def _workload(args: argparse.Namespace) -> common.Workload:
-    base = common.QUICK if args.quick else common.FULL
-    overrides = {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(common.Workload)
-        if f.name != "data_dir" and getattr(args, f.name) is not None
-    }
-    if args.data_dir is not None:
-        overrides["data_dir"] = args.data_dir
-    return dataclasses.replace(base, **overrides)
-
-
-def _run_child(args: argparse.Namespace) -> int:
-    """Child mode: run ``args.row`` here and write its result (or its error) to ``args.result``."""
-    module_name, function_name = ROWS[args.row]
-    workload = common.Workload(**json.loads(args.workload))
+def _child(spec_path: str) -> None:
+    """Child mode: run the row a JSON spec names here and write its result beside the spec."""
+    spec = json.loads(Path(spec_path).read_text())
+    module_name, function_name = ROWS[spec["row"]]
+    workload = common.Workload(**spec["workload"])
     module = importlib.import_module(module_name)
-    result = getattr(module, function_name)(workload, args.init, device=args.device)
-    Path(args.result).write_text(json.dumps(result, default=_jsonable))
-    return 0
+    result = getattr(module, function_name)(workload, spec["init"], device=spec["device"])
+    Path(spec["result"]).write_text(json.dumps(result, default=_jsonable))
 
 
 def _jsonable(value: Any) -> Any:
@@ -127,20 +90,20 @@ def run_row(
     processes took while the row ran (``foreign_cpu_fraction``).
     """
     result_path = tmp / f"{name}.json"
+    spec_path = tmp / f"{name}.spec.json"
+    spec = {
+        "row": name,
+        "workload": dataclasses.asdict(workload),
+        "init": init_path,
+        "result": str(result_path),
+        "device": device,
+    }
+    spec_path.write_text(json.dumps(spec))
     command = [
         sys.executable,
-        "-m",
-        "benchmarks.run",
-        "--row",
-        name,
-        "--workload",
-        json.dumps(dataclasses.asdict(workload)),
-        "--init",
-        init_path,
-        "--result",
-        str(result_path),
-        "--device",
-        device,
+        "-c",
+        "import sys; from benchmarks.run import _child; _child(sys.argv[1])",
+        str(spec_path),
     ]
     env = dict(os.environ)
     # A cold Inductor cache in every run: torch.compile's compile time is then the cost a fresh
@@ -189,53 +152,84 @@ def machine_slug(machine: dict[str, Any]) -> str:
     return "-".join(part for part in slug.split("-") if part)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Runs the benchmark rows and writes the results files; returns the exit status."""
-    args = _parse(argv)
-    if args.row:
-        return _run_child(args)
-    from benchmarks import report
+def run(
+    quick: bool = False,
+    rows: Sequence[str] | None = None,
+    out: str | os.PathLike | None = None,
+    *,
+    workload: common.Workload | None = None,
+    device: str = "auto",
+    settle_s: float | None = None,
+    plot: bool = True,
+) -> Path:
+    """Runs the benchmark rows, each in a fresh process, and writes the results files.
 
-    workload = _workload(args)
-    if args.settle_s is None:
-        args.settle_s = 0.0 if args.quick else 8.0
-    names = list(ROWS) if args.rows is None else args.rows.split(",")
+    Args:
+      quick: the smoke workload (``common.QUICK``, a data slice) instead of the full one.
+      rows: names from ``ROWS`` to run (``init`` is always added); None = all of them.
+      out: results folder; None = ``benchmarks/results`` (quick: ``runs/bench-quick``).
+      workload: explicit sizes, replacing the choice ``quick`` makes.
+      device: torch device, "auto" (CUDA when available), "cpu" or "cuda"; JAX uses its
+        default backend.
+      settle_s: wait up to this long for an idle CPU before each row (None: 8 s, quick 0).
+      plot: write the PNG.
+
+    Returns:
+      The Markdown results file.
+
+    Raises:
+      ValueError: an unknown row name or device.
+    """
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    names = list(ROWS) if rows is None else list(rows)
     unknown = [n for n in names if n not in ROWS]
     if unknown:
-        raise SystemExit(f"--rows: unknown {unknown}; allowed: {list(ROWS)}")
+        raise ValueError(f"rows: unknown {unknown}; allowed: {list(ROWS)}")
     if "init" not in names:
         names.insert(0, "init")
+    if workload is None:
+        workload = common.QUICK if quick else common.FULL
+    if settle_s is None:
+        settle_s = 0.0 if quick else 8.0
+    from benchmarks import analysis, render
+
     started = time.perf_counter()
     machine = common.machine_info()
-    rows: dict[str, dict] = {}
+    results_rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="jaxreg-bench-") as tmp:
         init_path = str(Path(tmp) / "init.npz")
         for name in names:
             print(f"[bench] {name} ...", flush=True)
-            rows[name] = run_row(
-                name, workload, init_path, args.device, Path(tmp), settle_s=args.settle_s
+            results_rows[name] = run_row(
+                name, workload, init_path, device, Path(tmp), settle_s=settle_s
             )
-            status = rows[name].get("error") or f"{rows[name]['wall_s']:.1f} s"
+            row = results_rows[name]
+            status = row.get("error") or f"{row['wall_s']:.1f} s"
             print(f"[bench] {name}: {status}", flush=True)
-    machine.update(rows.get("init", {}).get("machine", {}))
-    torch_settings = rows.get("torch_eager", {}).get("settings", {})
+    machine.update(results_rows.get("init", {}).get("machine", {}))
+    torch_settings = results_rows.get("torch_eager", {}).get("settings", {})
     machine["gpu"] = machine.get("gpu") or torch_settings.get("gpu")
     machine["torch_settings"] = torch_settings
-    machine["jax_settings"] = rows.get("peak_start", {}).get("settings", {})
+    machine["jax_settings"] = results_rows.get("peak_start", {}).get("settings", {})
     machine["loadavg_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    results = report.build(machine, workload, rows, wall_s=time.perf_counter() - started)
-    out = args.out or (Path("runs/bench-quick") if args.quick else RESULTS_DIR)
+    results = analysis.build(machine, workload, results_rows, wall_s=time.perf_counter() - started)
+    folder = Path(out) if out is not None else (Path("runs/bench-quick") if quick else RESULTS_DIR)
     stem = f"{machine_slug(machine)}-{datetime.date.today().isoformat()}"
-    if args.quick:
+    if quick:
         stem += "-quick"
-    paths = report.write(results, Path(out), stem, plot_png=not args.no_plot)
-    if not args.quick and Path(out).resolve() == RESULTS_DIR:
-        paths.append(report.write_index(RESULTS_DIR, results, paths[1]))
-    print(report.headline(results))
+    paths = render.write(results, folder, stem, plot=plot)
+    if not quick and folder.resolve() == RESULTS_DIR:
+        paths.append(render.write_index(RESULTS_DIR, results, paths[1]))
+    print(render.headline(results))
     for path in paths:
         print(f"[bench] wrote {path}")
-    return 0
+    return paths[1]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # The command line is jaxreg's (``jaxreg bench``); this keeps ``make bench`` and
+    # ``python -m benchmarks.run --quick`` working without a parser of its own.
+    if sys.argv[1:] not in ([], ["--quick"]):
+        sys.exit("usage: python -m benchmarks.run [--quick]  (options: jaxreg bench --help)")
+    run(quick=sys.argv[1:] == ["--quick"])

@@ -1,59 +1,28 @@
 """The 64-configuration sweep: JAX vmapped vs PyTorch sequential vs ``torch.func`` vmap.
 
 The grid is jaxreg.lab.sweep's ``fmnist-64`` preset (8 weight-decay lambdas x 4 dropout rates x 2
-seeds, seed 003/004 recipe: SGD lr 0.5, batch 256), cut to ``workload.sweep_configs`` runs.
-Each run ``r`` is point ``r // seeds``, seed ``r % seeds``, as ``jaxreg.lab.sweep.run_sweep`` orders
-them; every framework starts run ``r`` from the same weights (``jax.random.key(seed)`` through
-the engine's init).
+seeds, seed 003/004 recipe), cut to ``workload.sweep_configs`` runs (``common.grid_runs``).
+Every framework starts run ``r`` from the same weights (``jax.random.key(seed)`` through the
+engine's init). This module imports ``jax_rows`` (its setup and model); ``jax_rows`` imports only
+``common``, never this module.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 
 from benchmarks import common
+from jaxreg.lab import timing
 
-PRESET = "fmnist-64"
 WARMUP_CALLS = 3
-
-
-def grid_runs(configs: int) -> tuple[list[dict[str, float]], list[int]]:
-    """The first ``configs`` (hyperparameters, seed) runs of the preset, in run order."""
-    from jaxreg.lab.sweep import PRESETS
-
-    plan = PRESETS[PRESET]()
-    runs = [
-        ({k: v for k, v in point.items() if k != "name"}, seed)
-        for point in plan.points
-        for seed in plan.seeds
-    ]
-    if configs > len(runs):
-        raise ValueError(f"sweep_configs={configs}: the {PRESET} preset has {len(runs)} runs")
-    runs = runs[:configs]
-    return [hp for hp, _ in runs], [seed for _, seed in runs]
-
-
-def spread(total: int, k: int) -> list[int]:
-    """``k`` run indices spread over the grid, alternating seeds (runs are point-major, seed-minor).
-
-    A prefix of the grid would hold one dropout rate only; these cover every rate and lambda
-    band, so a subset costs what the whole grid costs per configuration.
-    """
-    if k >= total:
-        return list(range(total))
-    stride = total // k
-    return [min(i * stride + (i % 2), total - 1) for i in range(k)]
 
 
 def _preset_config(epochs: int):
     import dataclasses
 
-    from jaxreg.lab.sweep import PRESETS
-
-    return dataclasses.replace(PRESETS[PRESET]().config, epochs=epochs, drop_last=True)
+    return dataclasses.replace(common.sweep_plan().config, epochs=epochs, drop_last=True)
 
 
 def jax_vmap(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
@@ -83,7 +52,7 @@ def _jax_sweep(workload: common.Workload, chunk: int) -> dict:
     ds = load_fashion_mnist(
         workload.data_dir, train_size=workload.train_size, test_size=workload.test_size
     )
-    points, seeds = grid_runs(workload.sweep_configs)
+    points, seeds = common.grid_runs(workload.sweep_configs)
     if len(points) % chunk:
         raise ValueError(f"sweep_chunk={chunk} must divide sweep_configs={len(points)}")
     # No test split inside the timed function: accuracy is measured once, after training.
@@ -105,13 +74,13 @@ def _jax_sweep(workload: common.Workload, chunk: int) -> dict:
 
     epoch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))
     states = [pick((init.params, init.opt_state), sl) for sl in chunks]
-    start = time.perf_counter()
-    compiled = (
-        jax.jit(sweep_epoch, donate_argnums=(3,))
-        .lower(train.data, epoch_keys(keys[chunks[0]], 0), pick(hp, chunks[0]), states[0])
-        .compile()
+    compiled, compile_s = timing.compile_and_time(
+        jax.jit(sweep_epoch, donate_argnums=(3,)),
+        train.data,
+        epoch_keys(keys[chunks[0]], 0),
+        pick(hp, chunks[0]),
+        states[0],
     )
-    compile_s = time.perf_counter() - start
     losses = []
 
     def run_epoch(epoch: int) -> None:
@@ -219,9 +188,9 @@ def torch_sequential(workload: common.Workload, init_path: str, device: str = "a
     from jaxreg.torch_ref import engine as torch_engine
 
     dev = torch_rows.setup(device)
-    points, seeds = grid_runs(workload.sweep_configs)
+    points, seeds = common.grid_runs(workload.sweep_configs)
     _, (x_train, y_train, _, _) = _torch_data(workload, dev)
-    subset = spread(len(points), workload.torch_sequential_configs)
+    subset = common.spread(len(points), workload.torch_sequential_configs)
     measured = len(subset)
     timed, warm, losses = [], [], []
     with common.PeakRSS() as rss:
@@ -241,13 +210,16 @@ def torch_sequential(workload: common.Workload, init_path: str, device: str = "a
             generator = torch.Generator().manual_seed(seed)
             torch.manual_seed(seed)
             model.train()
-            for epoch in range(1 + (j == 0) * workload.warmup_epochs):
-                start = time.perf_counter()
-                loss = torch_rows.train_epoch_in_memory(step, x_train, y_train, generator, dev)
-                (warm if j == 0 and epoch < workload.warmup_epochs else timed).append(
-                    time.perf_counter() - start
-                )
-            losses.append(loss)
+            epoch_losses = []
+
+            def run_epoch(_: int, step=step, generator=generator, out=epoch_losses) -> None:
+                out.append(torch_rows.train_epoch_in_memory(step, x_train, y_train, generator, dev))
+
+            # The first configuration pays the warm-up epochs; every one is timed for one epoch.
+            w, t = common.time_epochs(run_epoch, workload.warmup_epochs if j == 0 else 0, 1)
+            warm += w
+            timed += t
+            losses.append(epoch_losses[-1])
     configs = len(points)
     per_config = common.summarize(timed)
     return {
@@ -310,8 +282,8 @@ def torch_func(workload: common.Workload, init_path: str, device: str = "auto") 
     from benchmarks import torch_rows
 
     dev = torch_rows.setup(device)
-    all_points, all_seeds = grid_runs(workload.sweep_configs)
-    subset = spread(len(all_points), workload.torch_func_configs)
+    all_points, all_seeds = common.grid_runs(workload.sweep_configs)
+    subset = common.spread(len(all_points), workload.torch_func_configs)
     points, seeds = [all_points[r] for r in subset], [all_seeds[r] for r in subset]
     _, (x_train, y_train, x_test, y_test) = _torch_data(workload, dev)
     configs = len(points)

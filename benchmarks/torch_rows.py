@@ -8,7 +8,6 @@ from the same weights as the JAX rows (written by the ``init`` row as torch-name
 from __future__ import annotations
 
 import os
-import time
 import traceback
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import common
+from jaxreg.lab import timing
 from jaxreg.torch_ref import engine as torch_engine
 
 # d2l.get_dataloader_workers() returns 4: the seeds' DataLoader uses four worker processes.
@@ -89,7 +89,7 @@ def load_model(
     from jaxreg.torch_ref.models import DropoutMLP
 
     torch.manual_seed(0)
-    model = DropoutMLP(dropout1=rates[0], dropout2=rates[1], style="scratch")
+    model = DropoutMLP(**common.model_kwargs(rates))
     with np.load(init_path) as state:
         params = {k[len(prefix) :]: state[k] for k in state.files if k.startswith(prefix)}
         if prefix == "":
@@ -328,13 +328,11 @@ def gemms(workload: common.Workload, init_path: str, device: str = "auto") -> di
 
 
 def _best_of(fn, device: torch.device, repeats: int, inner: int) -> float:
-    fn()
-    sync(device)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+    """Best seconds per call of ``fn`` over ``repeats`` timings of ``inner`` calls each."""
+
+    def calls() -> None:
         for _ in range(inner):
             fn()
         sync(device)
-        best = min(best, (time.perf_counter() - start) / inner)
-    return best
+
+    return min(timing.time_calls(calls, repeats=repeats, warmup=1, block=False)) / inner

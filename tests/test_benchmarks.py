@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from benchmarks import common, report, run  # noqa: E402
+from benchmarks import analysis, common, render, run  # noqa: E402
 
 TINY = dataclasses.replace(
     common.QUICK,
@@ -55,10 +55,11 @@ def test_report_marks_failed_rows_and_missing_targets(tmp_path):
         "peak_start": {"peak_gflops": 100.0, "method": "m"},
         "torch_compile": {"error": "RuntimeError: no compiler"},
     }
-    results = report.build(common.machine_info(), TINY, rows, wall_s=1.0)
+    results = analysis.build(common.machine_info(), TINY, rows, wall_s=1.0)
     assert results["speedup_vs_torch_eager"] is None
     assert all(t["pass"] is None for t in results["targets"])
-    paths = report.write(results, tmp_path, "m-d", plot_png=False)
+    assert results["findings"] == {} and results["compile_cache"] is None
+    paths = render.write(results, tmp_path, "m-d", plot=False)
     text = paths[1].read_text()
     assert "error: RuntimeError: no compiler" in text
 
@@ -73,7 +74,7 @@ def test_rows_in_process_feed_the_report(tmp_path, data_available):
     rows["torch_eager"] = torch_rows.eager_memory(TINY, init_path, device="cpu")
     rows["sweep_jax_vmap"] = sweep_rows.jax_vmap(TINY, init_path)
     rows["sweep_jax_vmap_chunked"] = sweep_rows.jax_vmap_chunked(TINY, init_path)
-    results = report.build(common.machine_info(), TINY, rows, wall_s=1.0)
+    results = analysis.build(common.machine_info(), TINY, rows, wall_s=1.0)
 
     for name in ("jax_scan", "torch_eager"):
         row = results["rows"][name]
@@ -95,26 +96,70 @@ def test_rows_in_process_feed_the_report(tmp_path, data_available):
         "JAX scan fraction of measured matmul peak"
     }
 
-    paths = report.write(results, tmp_path, "machine-date")
+    paths = render.write(results, tmp_path, "machine-date")
     assert [p.suffix for p in paths] == [".json", ".md", ".png"]
     saved = json.loads(paths[0].read_text())
     assert {"speedup_vs_torch_eager", "roofline_fraction", "fairness", "machine"} <= set(saved)
     assert "| PyTorch eager, data in memory |" in paths[1].read_text()
 
 
-def test_orchestrator_runs_rows_in_subprocesses(tmp_path, data_available):
-    status = run.main(
-        ["--rows", "init", "--train-size", "512", "--out", str(tmp_path), "--no-plot"]
+def test_run_is_a_plain_function_running_rows_in_subprocesses(tmp_path, data_available):
+    tiny = dataclasses.replace(TINY, train_size=512)
+    md_path = run.run(
+        rows=["init", "compile_cold", "compile_warm"], out=tmp_path, workload=tiny, plot=False
     )
-    assert status == 0
+    assert md_path.suffix == ".md" and md_path.parent == tmp_path
     (json_path,) = tmp_path.glob("*.json")
     results = json.loads(json_path.read_text())
-    assert set(results["rows"]) == {"init"}
+    assert set(results["rows"]) == {"init", "compile_cold", "compile_warm"}
     init = results["rows"]["init"]
     assert "error" not in init
     assert "lin1.weight" in init["params"] and "seed1/lin1.weight" in init["params"]
     assert 0.0 <= init["foreign_cpu_fraction"] <= 1.0
     assert results["targets"][0]["pass"] is None
+    # Two fresh processes, one cache folder: the second reads the first one's program.
+    cold, warm = results["rows"]["compile_cold"], results["rows"]["compile_warm"]
+    assert cold["cache_writes"] >= 1 and cold["cache_hits"] == 0
+    assert warm["cache_hits"] >= 1 and warm["cache_writes"] == 0
+    cache = results["compile_cache"]
+    assert cache["cold_s"] == cold["compile_s"] and cache["warm_s"] == warm["compile_s"]
+    assert f"{cache['warm_s']:.2f} s in the next fresh process" in md_path.read_text()
+
+
+def test_run_rejects_unknown_rows_and_devices():
+    with pytest.raises(ValueError, match="rows: unknown"):
+        run.run(rows=["nope"])
+    with pytest.raises(ValueError, match="device"):
+        run.run(device="tpu")
+
+
+def test_recipe_constants_come_from_the_experiment_config():
+    from jaxreg.lab.configs import experiments_dir, load_config_file
+
+    config = load_config_file(experiments_dir() / "dropout.py")
+    assert common.BATCH_SIZE == config["batch_size"]
+    assert common.LEARNING_RATE == config["lr"]
+    assert list(common.DROPOUT) == config["rates"]
+    assert common.LAYERS[0][0] == config["model"]["num_inputs"]
+    assert common.LAYERS[-1][1] == config["model"]["num_outputs"]
+
+
+def test_jax_rows_do_not_import_the_sweep_rows():
+    import ast
+    import pathlib
+
+    source = pathlib.Path(run.__file__).with_name("jax_rows.py").read_text()
+    imported = {
+        alias.name
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    } | {
+        node.module
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert not {"sweep_rows", "benchmarks.sweep_rows"} & imported
 
 
 def test_torch_rows_start_from_the_jax_initial_weights(tmp_path, data_available):

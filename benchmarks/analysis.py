@@ -1,0 +1,344 @@
+"""From the rows of one benchmark run to its results: derived figures, ratios, targets, findings.
+
+Pure data in, data out: nothing here formats text or writes files (``benchmarks.render`` does).
+Every figure in the results comes from the rows of the same run, or from the run's own workload
+and recipe (FLOP counts, sizes); the ``findings`` are the numbers ``render`` explains, so the
+prose never states a figure the run did not measure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from typing import Any
+
+from benchmarks import common
+
+SINGLE_ROWS = {
+    "torch_dataloader": "PyTorch eager, DataLoader (the seeds' loop)",
+    "torch_eager": "PyTorch eager, data in memory",
+    "torch_compile": "PyTorch torch.compile(step)",
+    "jax_step": "JAX jit(step) + Python loop",
+    "jax_scan": "JAX whole epoch in one lax.scan",
+}
+SWEEP_ROWS = {
+    "sweep_jax_vmap": "Sweep: JAX vmap over the configs, one program",
+    "sweep_jax_vmap_chunked": "Sweep: JAX vmap, chunks of configs in turn",
+    "sweep_torch_func": "Sweep: PyTorch torch.func vmap over the configs",
+    "sweep_torch_sequential": "Sweep: PyTorch eager, configs one after another",
+}
+
+# (key in the results, description, threshold, higher is better).
+TARGETS = (
+    ("speedup_vs_torch_eager", "JAX scan epoch vs torch eager in memory (speedup)", 5.0, True),
+    ("speedup_vs_torch_compile", "JAX scan epoch vs torch.compile (speedup)", 1.0, True),
+    ("roofline_fraction", "JAX scan fraction of measured matmul peak", 0.7, True),
+    (
+        "sweep_cost_ratio",
+        "vmapped sweep, one program: per config-epoch / single-model scan epoch",
+        1.0,
+        False,
+    ),
+    (
+        "sweep_cost_ratio_chunked",
+        "vmapped sweep, in chunks: per config-epoch / single-model scan epoch",
+        1.0,
+        False,
+    ),
+)
+WALL_TARGET_S = 900.0
+GPU_EPOCH_TARGET_S = 0.020
+GPU_SWEEP_EPOCH_TARGET_S = 0.3
+EXECUTED = common.EXECUTED_FLOPS_PER_EXAMPLE / common.FLOPS_PER_EXAMPLE
+
+
+def build(
+    machine: dict, workload: common.Workload, rows: dict[str, dict], wall_s: float
+) -> dict[str, Any]:
+    """Derives every figure, the headline ratios, the targets and the findings from the rows.
+
+    Args:
+      machine: ``common.machine_info()`` plus what the rows reported about the machine.
+      workload: the sizes the run used.
+      rows: row name -> the dict the row returned (or ``{"error": ...}``).
+      wall_s: the whole run's wall time.
+
+    Returns:
+      The results dict written as the run's JSON file.
+    """
+    peak = _peak(rows)
+    derived = {name: _derive(name, row, peak["gflops"]) for name, row in rows.items()}
+    jax_scan = _median(derived, "jax_scan")
+    scan_gflops = derived.get("jax_scan", {}).get("gflops")
+    results: dict[str, Any] = {
+        "speedup_vs_torch_eager": common.ratio(_median(derived, "torch_eager"), jax_scan),
+        "roofline_fraction": common.ratio(scan_gflops, peak["gflops"]),
+        "roofline_fraction_executed": common.ratio(
+            None if scan_gflops is None else scan_gflops * EXECUTED, peak["gflops"]
+        ),
+        "speedup_vs_torch_compile": common.ratio(_median(derived, "torch_compile"), jax_scan),
+        "sweep_cost_ratio": common.ratio(
+            _median(derived, "sweep_jax_vmap", "config_epoch"), jax_scan
+        ),
+        "sweep_cost_ratio_chunked": common.ratio(
+            _median(derived, "sweep_jax_vmap_chunked", "config_epoch"), jax_scan
+        ),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine,
+        "workload": dataclasses.asdict(workload),
+        "model": (
+            f"seed 003/004 DropoutMLP ({common.VARIANT['style']}): "
+            f"{'-'.join(str(i) for i, _ in common.LAYERS)}-{common.LAYERS[-1][1]}, ReLU, "
+            f"dropout {common.DROPOUT[0]} / {common.DROPOUT[1]}, cross-entropy, "
+            f"SGD lr {common.LEARNING_RATE}, batch {common.BATCH_SIZE}"
+        ),
+        "recipe": {
+            "batch_size": common.BATCH_SIZE,
+            "lr": common.LEARNING_RATE,
+            "rates": list(common.DROPOUT),
+        },
+        "flop_formula": common.FLOP_FORMULA,
+        "flops_per_example": common.FLOPS_PER_EXAMPLE,
+        "executed_flops_per_example": common.EXECUTED_FLOPS_PER_EXAMPLE,
+        "peak": peak,
+        "wall_s": wall_s,
+        "rows": derived,
+    }
+    results["compile_cache"] = _compile_cache(derived)
+    results["accuracy"] = _accuracy(derived)
+    results["targets"] = _targets(results, derived)
+    results["findings"] = _findings(results, derived)
+    return results
+
+
+def _peak(rows: dict[str, dict]) -> dict[str, Any]:
+    values = {
+        name: rows[name]["peak_gflops"]
+        for name in ("peak_start", "peak_end")
+        if "peak_gflops" in rows.get(name, {})
+    }
+    method = next((rows[n].get("method") for n in values), None)
+    return {"gflops": max(values.values()) if values else None, **values, "method": method}
+
+
+def _derive(name: str, row: dict, peak_gflops: float | None) -> dict:
+    """Throughput and fraction of peak of a timed row (per configuration for a sweep)."""
+    key = "config_epoch" if name in SWEEP_ROWS else "epoch"
+    if (name not in SINGLE_ROWS and name not in SWEEP_ROWS) or key not in row:
+        return row
+    seconds = row[key]["median_s"]
+    fig = common.throughput(seconds, row["samples_per_epoch"])
+    out = {**row, **fig, "roofline_fraction": common.ratio(fig["gflops"], peak_gflops)}
+    if name in SWEEP_ROWS:
+        out["sweep_epoch_s"] = seconds * row["configs"]
+    else:
+        out["gflops_executed"] = fig["gflops"] * EXECUTED
+    return out
+
+
+def _median(rows: dict, name: str, key: str = "epoch") -> float | None:
+    return rows.get(name, {}).get(key, {}).get("median_s")
+
+
+def _compile_cache(rows: dict) -> dict[str, Any] | None:
+    """Compile time of the engine's run without and with the persistent compilation cache."""
+    cold, warm = rows.get("compile_cold", {}), rows.get("compile_warm", {})
+    if "compile_s" not in cold or "compile_s" not in warm:
+        return None
+    return {
+        "cold_s": cold["compile_s"],
+        "warm_s": warm["compile_s"],
+        "speedup": common.ratio(cold["compile_s"], warm["compile_s"]),
+        "warm_cache_hits": warm.get("cache_hits"),
+        "cold_cache_writes": cold.get("cache_writes"),
+        "cache_on": cold.get("cache_dir") is not None,
+    }
+
+
+def _accuracy(rows: dict) -> dict[str, Any]:
+    accs = {n: rows[n]["test_acc"] for n in SINGLE_ROWS if "test_acc" in rows.get(n, {})}
+    jax_accs = [v for n, v in accs.items() if n.startswith("jax")]
+    torch_accs = [v for n, v in accs.items() if n.startswith("torch")]
+    gap = mean_gap = None
+    if jax_accs and torch_accs:
+        gap = max(abs(a - b) for a in jax_accs for b in torch_accs)
+        mean_gap = abs(sum(jax_accs) / len(jax_accs) - sum(torch_accs) / len(torch_accs))
+    spread = {
+        "jax": max(jax_accs) - min(jax_accs) if jax_accs else None,
+        "torch": max(torch_accs) - min(torch_accs) if torch_accs else None,
+    }
+    jax_sweep = rows.get("sweep_jax_vmap", {}).get("test_acc_per_config")
+    func_row = rows.get("sweep_torch_func", {})
+    func_sweep = func_row.get("test_acc_per_config")
+    sweep_gap = None
+    if jax_sweep and func_sweep:
+        indices = func_row.get("run_indices") or list(range(len(func_sweep)))
+        pairs = [(jax_sweep[i], acc) for i, acc in zip(indices, func_sweep, strict=True)]
+        sweep_gap = {
+            "configs_compared": len(pairs),
+            "max_abs_diff": max(abs(a - b) for a, b in pairs),
+            "mean_diff_jax_minus_torch": sum(a - b for a, b in pairs) / len(pairs),
+        }
+    sweep = {n: rows[n]["mean_test_acc"] for n in SWEEP_ROWS if "mean_test_acc" in rows.get(n, {})}
+    return {
+        "sweep_jax_vs_torch_func": sweep_gap,
+        "single_model_test_acc": accs,
+        "max_gap_jax_vs_torch": gap,
+        "mean_gap_jax_vs_torch": mean_gap,
+        "spread_within_framework": spread,
+        # Every row draws its own dropout masks and shuffles, so single runs differ by seed
+        # noise; the criterion compares the frameworks' mean final accuracies.
+        "within_1_5_points": None if mean_gap is None else mean_gap <= 0.015,
+        "sweep_mean_test_acc": sweep,
+    }
+
+
+def target(name: str, value: float | None, threshold: float, higher_is_better: bool) -> dict:
+    """One target's verdict: ``pass`` is None when the run did not measure ``value``."""
+    if value is None:
+        passed = None
+    else:
+        passed = value >= threshold if higher_is_better else value <= threshold
+    return {
+        "target": name,
+        "value": value,
+        "threshold": threshold,
+        "direction": ">=" if higher_is_better else "<=",
+        "pass": passed,
+    }
+
+
+def _targets(results: dict, rows: dict) -> list[dict]:
+    out = [target(text, results[key], threshold, up) for key, text, threshold, up in TARGETS]
+    if not results["workload"].get("train_size"):
+        out.append(target("whole benchmark wall time (s)", results["wall_s"], WALL_TARGET_S, False))
+    if results["machine"].get("gpu"):
+        out += [
+            target(
+                "GPU single-model epoch (s)", _median(rows, "jax_scan"), GPU_EPOCH_TARGET_S, False
+            ),
+            target(
+                f"GPU {results['workload']['sweep_configs']}-config epoch (s)",
+                rows.get("sweep_jax_vmap", {}).get("sweep_epoch_s"),
+                GPU_SWEEP_EPOCH_TARGET_S,
+                False,
+            ),
+        ]
+    return out
+
+
+def _threshold(key: str) -> float:
+    return next(t for k, _, t, _ in TARGETS if k == key)
+
+
+def _findings(results: dict, rows: dict) -> dict[str, dict[str, Any]]:
+    """The measured numbers behind each target, for ``render`` to explain (no text here)."""
+    out: dict[str, dict[str, Any]] = {}
+    if results["compile_cache"]:
+        out["compile_cache"] = results["compile_cache"]
+    scan, profile = rows.get("jax_scan", {}), rows.get("jax_profile", {})
+    steps, peak = scan.get("steps_per_epoch"), results["peak"]["gflops"]
+    if not (peak and steps and scan.get("epoch")):
+        return out
+    scan_step_ms = scan["epoch"]["median_s"] / steps * 1e3
+    parts = profile.get("parts_ms") or {}
+    if parts:
+        out["jax_step_profile"] = {"parts_ms": parts, "scan_step_ms": scan_step_ms}
+        step_ms, masks = parts["step_with_dropout"], parts["dropout_masks_only"]
+        out["roofline"] = {
+            "fraction": results["roofline_fraction"],
+            "fraction_executed": results["roofline_fraction_executed"],
+            "target": _threshold("roofline_fraction"),
+            "peak_gflops": peak,
+            "executed_flops_per_example": common.EXECUTED_FLOPS_PER_EXAMPLE,
+            "gemm_gflops": profile["gemm_gflops"],
+            "gemm_fraction_of_peak": profile["gemm_gflops"] / peak,
+            "gemm_gflops_batch_4x": profile.get("gemm_gflops_batch_1024"),
+            "batch_4x": 4 * common.BATCH_SIZE,
+            "step_ms": step_ms,
+            "masks_ms": masks,
+            "masks_share": masks / step_ms,
+            "masks_rbg_ms": parts.get("dropout_masks_only_rbg"),
+            "rbg_faster": parts.get("dropout_masks_only_rbg", masks) < masks,
+            "other_ms": parts["step_without_dropout"] - parts["gemms_only"],
+        }
+    eager = rows.get("torch_eager", {})
+    if eager.get("epoch"):
+        eager_s = eager["epoch"]["median_s"]
+        finding = {
+            "eager_epoch_s": eager_s,
+            "eager_step_ms": eager_s / steps * 1e3,
+            "scan_step_ms": scan_step_ms,
+            "speedup": results["speedup_vs_torch_eager"],
+            "target": _threshold("speedup_vs_torch_eager"),
+            "step_mflop": common.EXECUTED_FLOPS_PER_EXAMPLE * common.BATCH_SIZE / 1e6,
+        }
+        gemms = rows.get("torch_gemms", {})
+        if "step_gemms_s" in gemms:
+            torch_gemm_ms = gemms["step_gemms_s"] * 1e3
+            finding.update(
+                torch_gemm_ms=torch_gemm_ms,
+                torch_gemm_gflops=gemms["step_gemm_gflops"],
+                torch_peak_gflops=gemms["peak_gflops"],
+                xla_peak_gflops=peak,
+                torch_gemm_share=torch_gemm_ms * steps / 1e3 / eager_s,
+            )
+        if parts:
+            finding.update(
+                jax_gemm_ms=parts["gemms_only"],
+                matmul_bound_speedup=eager_s / (parts["gemms_only"] * steps / 1e3),
+            )
+            finding["bound_below_target"] = finding["matmul_bound_speedup"] < finding["target"]
+        out["speedup_vs_torch_eager"] = finding
+    compiled = rows.get("torch_compile", {})
+    if compiled.get("epoch"):
+        out["speedup_vs_torch_compile"] = {
+            "torch_compile_epoch_s": compiled["epoch"]["median_s"],
+            "torch_compile_compile_s": compiled.get("compile_s"),
+            "scan_epoch_s": scan["epoch"]["median_s"],
+            "scan_compile_s": scan.get("compile_s"),
+        }
+    elif "error" in compiled:
+        out["speedup_vs_torch_compile"] = {"error": compiled["error"]}
+    sweep = _sweep_finding(results, rows, parts, scan)
+    if sweep:
+        out["sweep_cost"] = sweep
+    return out
+
+
+def _sweep_finding(results: dict, rows: dict, parts: dict, scan: dict) -> dict[str, Any] | None:
+    sweep = rows.get("sweep_jax_vmap", {})
+    if not sweep.get("config_epoch"):
+        return None
+    finding: dict[str, Any] = {
+        "config_epoch_s": sweep["config_epoch"]["median_s"],
+        "scan_epoch_s": scan["epoch"]["median_s"],
+        "ratio": results["sweep_cost_ratio"],
+        "configs": sweep["configs"],
+        "config_bytes": common.CONFIG_BYTES,
+    }
+    vmapped = {
+        int(k.split("_")[2]): v
+        for k, v in parts.items()
+        if k.startswith("step_vmapped_") and "without" not in k
+    }
+    without = [v for k, v in parts.items() if k.startswith("step_vmapped_") and "without" in k]
+    if vmapped and without:
+        small = min(vmapped)
+        finding["profile"] = {
+            "configs": small,
+            "vmapped_ms": vmapped[small],
+            "alone_ms": parts["step_with_dropout"],
+            "vmapped_without_dropout_ms": without[0],
+            "alone_without_dropout_ms": parts["step_without_dropout"],
+        }
+        if sweep["configs"] in vmapped and sweep["configs"] != small:
+            finding["profile"]["all_configs_ms"] = vmapped[sweep["configs"]]
+    chunked = rows.get("sweep_jax_vmap_chunked", {})
+    if chunked.get("config_epoch"):
+        finding["chunked"] = {
+            "chunk": chunked.get("chunk"),
+            "config_epoch_s": chunked["config_epoch"]["median_s"],
+            "ratio": results["sweep_cost_ratio_chunked"],
+        }
+    return finding
