@@ -29,12 +29,15 @@ from flax import linen as nn
 
 from jaxreg.init import Conv, Dense, kaiming_normal, normal
 from jaxreg.nn import Dropout
+from jaxreg.noise_mlp import NOISE_TECHNIQUES, NoiseMLP
 
 __all__ = [
     "VGG16",
     "VGG16_CFG",
     "ActivityMLP",
     "DropoutMLP",
+    "NOISE_TECHNIQUES",
+    "NoiseMLP",
     "RegressionNet",
     "Seed000Net",
     "TwoLayerNet",
