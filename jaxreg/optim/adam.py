@@ -127,22 +127,22 @@ def _torch_adam(
                 return (p * shrink + adam_step) - p, m, v, v_max
             return adam_step, m, v, v_max
 
-        def nones() -> Any:
-            return jax.tree.map(lambda _: None, grads)
-
-        p_tree = params if params is not None else nones()
-        out = jax.tree.map(
-            leaf,
-            grads,
-            p_tree,
-            state.exp_avg,
-            state.exp_avg_sq,
-            state.max_exp_avg_sq if amsgrad else nones(),
-            decay_flags,
-            is_leaf=lambda x: x is None,
-        )
+        # Flattened up to grads' structure: a None inside the tree (Equinox's eqx.filter
+        # placeholder) is an empty subtree, never a leaf handed to `leaf`.
         treedef = jax.tree.structure(grads)
-        rows = treedef.flatten_up_to(out)
+        absent = [None] * treedef.num_leaves
+        rows = [
+            leaf(*args)
+            for args in zip(
+                treedef.flatten_up_to(grads),
+                treedef.flatten_up_to(params) if params is not None else absent,
+                treedef.flatten_up_to(state.exp_avg),
+                treedef.flatten_up_to(state.exp_avg_sq),
+                treedef.flatten_up_to(state.max_exp_avg_sq) if amsgrad else absent,
+                treedef.flatten_up_to(decay_flags),
+                strict=True,
+            )
+        ]
         updates, mu, nu, nu_max = (treedef.unflatten([r[i] for r in rows]) for i in range(4))
         return updates, TorchAdamState(
             count=step, exp_avg=mu, exp_avg_sq=nu, max_exp_avg_sq=nu_max if amsgrad else None

@@ -141,11 +141,14 @@ def torch_sgd(
                 direction = jnp.where(mom == 0, g, direction)
             return _cast_like(-step_lr, g) * direction, buf
 
-        bufs = state.momentum_buffer if has_buffer else jax.tree.map(lambda _: None, grads)
-        p_tree = params if params is not None else jax.tree.map(lambda _: None, grads)
-        out = jax.tree.map(leaf, grads, p_tree, bufs, flags, is_leaf=lambda x: x is None)
+        # Flattened up to grads' structure: a None inside the tree (Equinox's eqx.filter
+        # placeholder) is an empty subtree, never a leaf handed to `leaf`.
         treedef = jax.tree.structure(grads)
-        pairs = treedef.flatten_up_to(out)
+        absent = [None] * treedef.num_leaves
+        bufs = treedef.flatten_up_to(state.momentum_buffer) if has_buffer else absent
+        p_leaves = treedef.flatten_up_to(params) if params is not None else absent
+        g_leaves, f_leaves = treedef.flatten_up_to(grads), treedef.flatten_up_to(flags)
+        pairs = [leaf(*a) for a in zip(g_leaves, p_leaves, bufs, f_leaves, strict=True)]
         updates = treedef.unflatten([u for u, _ in pairs])
         new_buf = treedef.unflatten([b for _, b in pairs]) if has_buffer else None
         return updates, TorchSGDState(
