@@ -26,9 +26,21 @@ LOSSES = ("cross_entropy", "nll", "mse", "bce")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 PENALTIES = ("none", "l1", "l2", "l2_mean", "l2_norm")
 ACTIVITY_KINDS = ("l1", "l2", "l2_norm")
-HPARAMS = ("lr", "weight_decay", "l1", "l2", "act_l1", "act_l2", "dropout1", "dropout2")
-"""Traced hyperparameters; ``lr`` defaults to ``TrainConfig.lr``, the others to 0 (dropout: the
-model's own rates)."""
+HPARAMS = (
+    "lr",
+    "weight_decay",
+    "l1",
+    "l2",
+    "act_l1",
+    "act_l2",
+    "dropout1",
+    "dropout2",
+    "strength",
+    "max_norm",
+)
+"""Traced hyperparameters; ``lr`` defaults to ``TrainConfig.lr``, ``max_norm`` to
+``TrainConfig.max_norm``, ``strength`` to the model's ``strength`` attribute, the others to 0
+(dropout: the model's own rates)."""
 
 EPOCH_METRICS = (
     "train_loss",
@@ -99,6 +111,9 @@ class TrainConfig:
         dropout; in train mode it reflects the dropout of the layers below) on the first
         ``probe_size`` test examples (seed 004's exercise).
       probe_size: examples used for ``act_var``.
+      max_norm: None, or the default bound of a max-norm constraint applied after every step
+        (:func:`jaxreg.max_norm` on the weights only, Srivastava et al. 2014's companion of
+        dropout); ``hparams["max_norm"]`` overrides it, traced.
     """
 
     model: nn.Module
@@ -122,6 +137,7 @@ class TrainConfig:
     eval_dropout_active: bool = False
     track_activation_variance: bool = False
     probe_size: int = 1000
+    max_norm: float | None = None
 
     def __post_init__(self):
         _check_choice("loss", self.loss, LOSSES)
@@ -134,6 +150,10 @@ class TrainConfig:
         for name in ("epochs", "eval_every", "eval_batch_size", "probe_size"):
             if not _is_pos_int(getattr(self, name)):
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected a positive int")
+        if self.max_norm is not None and not (
+            isinstance(self.max_norm, numbers.Real) and 0 <= self.max_norm < float("inf")
+        ):
+            raise ValueError(f"max_norm={self.max_norm!r}: expected None or a finite float >= 0")
         if not isinstance(self.snapshot_every, int) or self.snapshot_every < 0:
             raise ValueError(f"snapshot_every={self.snapshot_every!r}: expected an int >= 0")
         for entry in self.activity:
@@ -155,7 +175,8 @@ class TrainConfig:
         decay: coupled for SGD and Adam, decoupled for AdamW); ``l1`` with ``penalty="l1"``,
         ``l2`` with the three L2 penalties; ``act_l1`` / ``act_l2`` with an activity penalty of
         that kind; ``dropout1`` and ``dropout2`` when the model's ``__call__`` takes ``rates=``,
-        ``dropout1`` alone when it takes ``rate=``.
+        ``dropout1`` alone when it takes ``rate=``; ``strength`` when it takes ``strength=``
+        (:class:`jaxreg.models.NoiseMLP`); ``max_norm`` when ``max_norm`` is not None.
 
         Returns:
           A tuple of names, in the order of :data:`HPARAMS`.
@@ -177,6 +198,10 @@ class TrainConfig:
             used |= {"dropout1", "dropout2"}
         elif "rate" in call:
             used.add("dropout1")
+        if "strength" in call:
+            used.add("strength")
+        if self.max_norm is not None:
+            used.add("max_norm")
         return tuple(name for name in HPARAMS if name in used)
 
     def unused_reason(self, name: str) -> str:
@@ -185,6 +210,10 @@ class TrainConfig:
             return f"penalty={self.penalty!r}"
         if name.startswith("act_"):
             return f"activity={self.activity!r}"
+        if name == "max_norm":
+            return "max_norm=None: no max-norm constraint"
+        if name == "strength":
+            return f"{type(self.model).__name__}.__call__ takes no `strength=` argument"
         model = type(self.model).__name__
         if "rate" in call_kwargs(self.model):
             return f"{model}.__call__ takes one `rate=`, which dropout1 sets"
@@ -233,7 +262,11 @@ def normalize_hparams(
                 f"hyperparameter {name!r} is not used by this run "
                 f"({config.unused_reason(name)}); used: {', '.join(used)}"
             )
-    defaults = {"lr": config.lr}
+    defaults = {
+        "lr": config.lr,
+        "max_norm": config.max_norm,
+        "strength": getattr(config.model, "strength", 0.0),
+    }
     keys = [k for k in used if not k.startswith("dropout")]
     if "dropout1" in hp or "dropout2" in hp:
         model = config.model
@@ -260,9 +293,9 @@ def _is_pos_int(value: Any) -> bool:
 
 
 def call_kwargs(model: nn.Module) -> frozenset[str]:
-    """Which of ``deterministic``, ``rates``, ``rate`` the model's ``__call__`` accepts."""
+    """Which of ``deterministic``, ``rates``, ``rate``, ``strength`` ``__call__`` accepts."""
     params = inspect.signature(type(model).__call__).parameters
-    return frozenset(k for k in ("deterministic", "rates", "rate") if k in params)
+    return frozenset(k for k in ("deterministic", "rates", "rate", "strength") if k in params)
 
 
 def check_hparam(name: str, value: np.ndarray) -> None:

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxreg import masks, optim, penalties
+from jaxreg.constraints import max_norm
 from jaxreg.lab.config import WEIGHTS_ONLY, TrainConfig, call_kwargs
 
 
@@ -112,6 +113,8 @@ def apply_model(cfg: TrainConfig, params, x, hp, *, train: bool, key, capture: b
             kwargs["rates"] = (hp["dropout1"], hp["dropout2"])
         else:
             kwargs["rate"] = hp["dropout1"]
+    if "strength" in hp:
+        kwargs["strength"] = hp["strength"]
     if capture:
         out, state = cfg.model.apply(
             {"params": params},
@@ -127,14 +130,25 @@ def apply_model(cfg: TrainConfig, params, x, hp, *, train: bool, key, capture: b
 
 
 def optimizer(cfg: TrainConfig, hp, params) -> optax.GradientTransformation:
-    """The run's optax optimizer: torch's SGD / Adam / AdamW, decay masked by ``decay_mask``."""
+    """The run's optax optimizer: torch's SGD / Adam / AdamW, decay masked by ``decay_mask``.
+
+    With ``cfg.max_norm`` set, :func:`jaxreg.max_norm` (bound ``hp["max_norm"]``) follows the
+    step on the weights only: a constraint acts on the weights the step produced, so it comes
+    last in the chain (torch: ``torch.renorm`` after ``opt.step()``).
+    """
     mask = resolve(cfg.decay_mask, params)
     if cfg.optimizer == "sgd":
-        return optim.torch_sgd(
+        opt = optim.torch_sgd(
             hp["lr"], momentum=cfg.momentum, weight_decay=hp["weight_decay"], mask=mask
         )
-    make = optim.torch_adam if cfg.optimizer == "adam" else optim.torch_adamw
-    return make(hp["lr"], betas=cfg.betas, eps=cfg.eps, weight_decay=hp["weight_decay"], mask=mask)
+    else:
+        make = optim.torch_adam if cfg.optimizer == "adam" else optim.torch_adamw
+        opt = make(
+            hp["lr"], betas=cfg.betas, eps=cfg.eps, weight_decay=hp["weight_decay"], mask=mask
+        )
+    if cfg.max_norm is None:
+        return opt
+    return optax.chain(opt, max_norm(hp["max_norm"], mask=masks.weights_only(params)))
 
 
 def weight_penalty(cfg: TrainConfig, params, hp) -> jax.Array:
