@@ -5,7 +5,7 @@ hyperparameters. ``import jaxreg`` never imports torch; the PyTorch side lives i
 ``jaxreg.torch_ref`` and is imported only on demand.
 """
 
-from jaxreg import convert, init, models, nn, numpy_ref
+from jaxreg import convert, init, models, nn, nnx, numpy_ref
 from jaxreg.alpha import alpha_dropout, alpha_dropout_with_mask, feature_alpha_dropout
 from jaxreg.constraints import max_norm
 from jaxreg.convert import flax_to_torch, torch_to_flax
@@ -102,5 +102,6 @@ __all__ = [
     "init",
     "models",
     "nn",
+    "nnx",
     "numpy_ref",
 ]
