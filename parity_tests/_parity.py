@@ -7,8 +7,10 @@ Error metrics (the same in every row of ``results/<device>.md``):
   torch tensor that is all zeros it is the absolute error, so an exact zero must be met exactly
   up to the tolerance).
 
-A comparison passes when ``max rel err <= tolerance``. NaNs must sit at the same positions on
-both sides (a NaN on one side only is an infinite error).
+A comparison passes when ``max rel err <= tolerance``. A NaN on either side is an infinite
+error unless the case expects NaNs (``expect_nan=True``): then the NaNs must sit at the same
+positions on both sides and only the other elements are compared. Two all-NaN tensors are
+therefore a failure by default, never an error of 0.
 """
 
 from __future__ import annotations
@@ -124,10 +126,14 @@ def _as_numpy(x: Any, side: str) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def errors(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, float]:
-    """``(max abs err, max rel err)`` as defined in the module docstring."""
+def errors(ours: np.ndarray, theirs: np.ndarray, expect_nan: bool = False) -> tuple[float, float]:
+    """``(max abs err, max rel err)`` as defined in the module docstring.
+
+    A NaN on either side is an infinite error unless ``expect_nan``; then NaNs must match in
+    position and the remaining elements are compared.
+    """
     nan_a, nan_b = np.isnan(ours), np.isnan(theirs)
-    if np.any(nan_a != nan_b):
+    if np.any(nan_a != nan_b) or (not expect_nan and np.any(nan_b)):
         return math.inf, math.inf
     diff = np.abs(np.where(nan_a, 0.0, ours - np.where(nan_b, 0.0, theirs)))
     max_abs = float(diff.max()) if diff.size else 0.0
@@ -167,8 +173,14 @@ class Recorder:
             }
         )
 
-    def check(self, tensor: str, ours: Any, theirs: Any, tol: Tol) -> None:
-        """Compares the jaxreg result ``ours`` with the torch/NumPy reference ``theirs``."""
+    def check(
+        self, tensor: str, ours: Any, theirs: Any, tol: Tol, *, expect_nan: bool = False
+    ) -> None:
+        """Compares the jaxreg result ``ours`` with the torch/NumPy reference ``theirs``.
+
+        ``expect_nan``: the case expects NaNs (e.g. a seed formula's NaN gradient); they must
+        then sit at the same positions. Otherwise any NaN fails the comparison.
+        """
         if ours is theirs:
             raise AssertionError(f"parity: {tensor!r} compared with itself")
         a, b = _as_numpy(ours, "ours"), _as_numpy(theirs, "theirs")
@@ -178,13 +190,15 @@ class Recorder:
                 f"parity case {self.family}/{self.case} [{self.dtype}, {self.device}], tensor "
                 f"{tensor!r}: shape {a.shape} (jaxreg) != {b.shape} (torch)"
             )
-        abs_err, rel_err = errors(a, b)
+        abs_err, rel_err = errors(a, b, expect_nan)
         passed = rel_err <= tol.value
         self._record(tensor, abs_err, rel_err, tol, tol.value, passed)
         if not passed:
             self._fail(tensor, abs_err, rel_err, tol.value, f"{tol.label}: {tol.reason}")
 
-    def check_tree(self, prefix: str, ours: dict, theirs: dict, tol: Tol) -> None:
+    def check_tree(
+        self, prefix: str, ours: dict, theirs: dict, tol: Tol, *, expect_nan: bool = False
+    ) -> None:
         """``check`` on every key of two flat dicts with the same keys (e.g. torch names)."""
         if set(ours) != set(theirs):
             raise AssertionError(
@@ -192,22 +206,35 @@ class Recorder:
                 f"{sorted(set(ours) ^ set(theirs))}"
             )
         for k in sorted(theirs):
-            self.check(f"{prefix}{k}", ours[k], theirs[k], tol)
+            self.check(f"{prefix}{k}", ours[k], theirs[k], tol, expect_nan=expect_nan)
 
     def check_envelope(
-        self, tensor: str, ours: Any, theirs: Any, allowed: np.ndarray, tol: Tol
+        self,
+        tensor: str,
+        ours: Any,
+        theirs: Any,
+        allowed: np.ndarray,
+        tol: Tol,
+        *,
+        scale: str = "max",
     ) -> None:
         """Per-step comparison of two sequences against a per-step allowed relative error.
 
-        Each step's error is ``|ours_k - theirs_k| / max_k |theirs_k|``; it must not exceed
-        ``allowed[k]``. The recorded errors and tolerance are those of the step closest to its
-        bound; the tensor label also names the step with the largest error.
+        Each step's error is ``|ours_k - theirs_k| / max_k |theirs_k|`` (``scale="max"``) or
+        ``|ours_k - theirs_k| / |theirs_k|`` (``scale="step"``: late steps with a small loss are
+        held to their own size, not to the largest loss of the run); it must not exceed
+        ``allowed[k]``. A NaN on either side is an infinite error. The recorded errors and
+        tolerance are those of the step closest to its bound; the tensor label also names the
+        step with the largest error.
         """
+        if scale not in ("max", "step"):
+            raise ValueError(f"scale={scale!r}: allowed values are ('max', 'step')")
         a, b = _as_numpy(ours, "ours"), _as_numpy(theirs, "theirs")
         if a.shape != b.shape or a.ndim != 1 or a.shape != np.shape(allowed):
             raise AssertionError(f"parity: {tensor!r} sequences of shapes {a.shape}, {b.shape}")
-        scale = float(np.abs(b).max())
-        step_err = np.abs(a - b) / scale
+        denom = np.abs(b) if scale == "step" else np.abs(b).max()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step_err = np.where(a == b, 0.0, np.abs(a - b) / denom)
         step_err = np.where(np.isnan(step_err), np.inf, step_err)
         ratio = step_err / np.maximum(allowed, 1e-300)
         k = int(np.argmax(ratio))
