@@ -13,7 +13,10 @@ def _error(capsys, argv):
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
     assert exc.value.code == 2
-    return capsys.readouterr().err
+    err = capsys.readouterr().err
+    # One line naming the problem: no usage block, no traceback.
+    assert len(err.strip().splitlines()) == 1, err
+    return err
 
 
 def test_run_defaults():
@@ -32,7 +35,10 @@ def test_run_options_parse():
     argv += ["--out", "o", "--data-dir", "d", "--limit-train", "512", "--limit-test", "64"]
     args = cli.build_parser().parse_args(argv)
     assert args.framework == "jax" and args.epochs == 3 and args.seed == 7 and args.faithful
-    assert (args.out, args.data_dir, args.limit_train, args.limit_test) == ("o", "d", 512, 64)
+    assert (args.out, args.data_dir, args.train_size, args.test_size) == ("o", "d", 512, 64)
+    # --train-size / --test-size are the same options, shared with `jaxreg sweep`.
+    args = cli.build_parser().parse_args(["sweep", "custom", "--train-size", "9", "--epochs", "2"])
+    assert (args.train_size, args.epochs) == (9, 2)
 
 
 def test_unknown_experiment_lists_allowed_names(capsys):
@@ -51,6 +57,21 @@ def test_unknown_experiment_lists_allowed_names(capsys):
         (["run", "dropout", "--limit-train", "-5"], "positive"),
         (["main", "--faithful"], "unrecognized"),
         ([], "COMMAND"),
+        (["sweep", "custom", "--epochs", "-3"], "--epochs: -3 is not a positive integer"),
+        (["sweep", "custom", "--train-size", "0"], "--train-size/--limit-train: 0 is not a pos"),
+        (["sweep", "custom", "--chunk-size", "-1"], "--chunk-size: -1"),
+        (["sweep", "custom", "--seeds", "0", "-2"], "seed -2 is negative"),
+        (["sweep", "custom", "--validation", "-1"], "--validation: -1 is not an integer >= 0"),
+        (["sweep", "custom", "--lr", "nan"], "--lr: nan is not a finite number > 0"),
+        (["sweep", "custom", "--grid", "l9=1"], "NAME one of lr, weight_decay, l1"),
+        (["sweep", "custom", "--grid", "lr=log:0:1:3"], "lr='log:0:1:3': expected"),
+        (["sweep", "custom", "--grid", "lr=1,x"], "lr='1,x': expected"),
+        (["sweep", "custom", "--grid", "lr=1", "--grid", "lr=2"], "given once"),
+        (["sweep", "lambda"], "invalid choice: 'lambda'"),
+        (["sweep", "custom", "--model", "vgg"], "'weight-decay-mlp'"),
+        (["sweep", "custom", "--num-processes", "2", "--process-id", "0"], "go together"),
+        (["sweep", "custom", "--grid", "l1=0,0.1,10"], "hyperparameter 'l1' is not used"),
+        (["sweep", "custom", "--model", "weight-decay-mlp"], "'dropout1' is not used"),
     ],
 )
 def test_bad_values_are_argparse_errors(capsys, argv, fragment):
@@ -184,8 +205,50 @@ def test_overfit_fit_curves(tmp_path):
     assert ofit_jax["test"] == pytest.approx(ofit_torch["test"], rel=1e-4)
 
 
-def test_sweep_is_handed_to_the_sweep_hook(capsys):
+def test_sweep_help_lists_the_presets(capsys):
+    from jaxreg.lab import presets
+
     with pytest.raises(SystemExit) as exc:
         cli.main(["sweep", "--help"])
     assert exc.value.code == 0
-    assert "jaxreg sweep" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "jaxreg sweep" in out and "--grid" in out
+    words = "".join(out.split())  # argparse wraps long lines, also after a hyphen
+    for name in presets.preset_names():
+        assert name in words
+
+
+def test_unused_hyperparameter_error_names_it(capsys):
+    # The example: an L1 axis on the dropout MLP would report three identical rows.
+    err = _error(capsys, ["sweep", "custom", "--model", "dropout-mlp", "--grid", "l1=0,0.1,10"])
+    assert "'l1'" in err and "penalty='none'" in err
+
+
+def test_bench_outside_a_checkout_is_a_clear_error(capsys, monkeypatch, tmp_path):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_benchmarks(name, *args, **kwargs):
+        if name == "benchmarks" or name.startswith("benchmarks."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name="benchmarks")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(builtins, "__import__", no_benchmarks)
+    assert cli.main(["bench", "--quick"]) == 1
+    assert "runs from a source checkout (make bench)" in capsys.readouterr().err
+
+
+def test_only_cli_builds_a_parser():
+    from pathlib import Path
+
+    import jaxreg
+
+    root = Path(jaxreg.__file__).parent
+    builders = [
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*.py")
+        if "ArgumentParser(" in p.read_text() or "add_subparsers(" in p.read_text()
+    ]
+    assert builders == ["lab/cli.py"], builders

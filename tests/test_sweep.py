@@ -1,4 +1,5 @@
-"""Tests for jaxreg.lab.sweep: vmapped == one by one, compiles once, sharding, multi-host, resume.
+"""Tests for jaxreg.lab.sweep and its parts (grids, checkpoint, distributed, presets, analysis):
+vmapped == one by one, compiles once, sharding, multi-host, resume, presets from the configs.
 
 Tolerances: a vmapped or sharded run executes the same operations as a single run, but XLA may
 batch and fuse them differently, so float32 results agree to reassociation error (rtol 1e-5,
@@ -22,7 +23,17 @@ import jax
 import numpy as np
 import pytest
 
-from jaxreg.lab import engine, sweep
+from jaxreg.lab import (
+    analysis,
+    checkpoint,
+    cli,
+    configs,
+    distributed,
+    engine,
+    grids,
+    presets,
+    sweep,
+)
 
 RTOL, ATOL = 1e-5, 1e-6
 REPO = Path(__file__).resolve().parents[1]
@@ -33,9 +44,9 @@ import os, sys, time
 import jax
 import numpy as np
 from jaxreg import models
-from jaxreg.lab import data, engine, sweep
+from jaxreg.lab import data, distributed, engine, grids, sweep
 
-POINTS = sweep.grid(dropout1=[0.0, 0.5], lr=[0.1, 0.5])
+POINTS = grids.grid(dropout1=[0.0, 0.5], lr=[0.1, 0.5])
 SEEDS = [0, 7]
 
 def make(batch_mesh=None):
@@ -122,11 +133,11 @@ def test_sweep_diverged_config_is_marked_and_others_go_on(tiny, swept):
 
 
 def test_sweep_chunk_size_from_memory_budget(tiny):
-    per_run = sweep.estimate_run_bytes(tiny)
+    per_run = distributed.estimate_run_bytes(tiny)
     assert per_run > 0
-    assert sweep.choose_chunk_size(tiny, 64, 1, memory_budget=3 * per_run) == 3
-    assert sweep.choose_chunk_size(tiny, 64, 4, memory_budget=3 * per_run) == 12
-    assert sweep.choose_chunk_size(tiny, 5, 4, memory_budget=10**15) == 8
+    assert distributed.choose_chunk_size(tiny, 64, 1, memory_budget=3 * per_run) == 3
+    assert distributed.choose_chunk_size(tiny, 64, 4, memory_budget=3 * per_run) == 12
+    assert distributed.choose_chunk_size(tiny, 5, 4, memory_budget=10**15) == 8
     with pytest.raises(ValueError, match="chunk_size"):
         sweep.run_sweep(tiny, POINTS, [0], chunk_size=0)
 
@@ -137,13 +148,21 @@ def test_sweep_bad_points_raise(tiny):
     with pytest.raises(ValueError, match="no configurations"):
         sweep.run_sweep(tiny, [], [0])
     with pytest.raises(ValueError, match="empty"):
-        sweep.grid(lr=[])
+        grids.grid(lr=[])
 
 
 def test_sweep_parse_values():
-    assert sweep.parse_values("0,0.5") == [0.0, 0.5]
-    assert sweep.parse_values("lin:0:0.6:4") == pytest.approx([0.0, 0.2, 0.4, 0.6])
-    assert sweep.parse_values("log:1e-5:1e-2:4") == pytest.approx([1e-5, 1e-4, 1e-3, 1e-2])
+    assert grids.parse_values("0,0.5") == [0.0, 0.5]
+    assert grids.parse_values("lin:0:0.6:4") == pytest.approx([0.0, 0.2, 0.4, 0.6])
+    assert grids.parse_values("log:1e-5:1e-2:4") == pytest.approx([1e-5, 1e-4, 1e-3, 1e-2])
+    for bad in ("", "a,b", "log:0:1:3", "lin:0:1:0", "1,nan", "log:1:2"):
+        with pytest.raises(ValueError, match="expected"):
+            grids.parse_values(bad)
+
+
+def test_sweep_unused_hyperparameter_is_an_error_naming_it(tiny):
+    with pytest.raises(ValueError, match="'l1' is not used"):
+        sweep.run_sweep(tiny, [{"l1": 0.0}, {"l1": 0.1}], [0])
 
 
 # ---- subprocesses --------------------------------------------------------------------------
@@ -180,13 +199,13 @@ def test_shard_configs_and_batch_over_4_devices_equals_single_device(tmp_path, s
         tmp_path,
         f"""
         import jax
-        from sweep_child_common import make, sweep, dump, POINTS, SEEDS
+        from sweep_child_common import make, sweep, distributed, dump, POINTS, SEEDS
         assert jax.device_count() == 4, jax.devices()
         res = sweep.run_sweep(make(), POINTS, SEEDS, chunk_size=4)
         assert res.stats["devices"] == 4, res.stats
         dump({str(tmp_path / "sharded.npz")!r}, res)
         # One model, its batch of 32 split 8 per device (data parallelism).
-        one = make(batch_mesh=sweep.make_mesh())(jax.random.key(SEEDS[0]), POINTS[1])
+        one = make(batch_mesh=distributed.make_mesh())(jax.random.key(SEEDS[0]), POINTS[1])
         assert len(one.params["lin1"]["kernel"].sharding.device_set) == 4
         dump({str(tmp_path / "batch.npz")!r}, one)
         """,
@@ -258,6 +277,9 @@ def test_resume_after_kill_is_identical(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "RESUMED 2" in proc.stdout  # chunks 0 and 1 reused; 2 and 3 (garbage) recomputed
+    # The garbage chunk is reported, by name and reason; the temporary file is not read at all.
+    assert "chunk_00003.npz is unreadable" in proc.stderr and "CheckpointWarning" in proc.stderr
+    assert "tmp-999" not in proc.stderr
     resumed, fresh = np.load(tmp_path / "resumed.npz"), np.load(tmp_path / "fresh.npz")
     assert sorted(resumed.files) == sorted(fresh.files)
     for k in fresh.files:
@@ -314,16 +336,16 @@ def test_multihost_sweep_two_cpu_processes(tmp_path, swept):
 
 def test_sweep_cli_writes_outputs(tmp_path):
     out = tmp_path / "cli"
-    argv = ["custom", "--synthetic", "64", "--hidden", "16", "--grid", "dropout1=0,0.5"]
+    argv = ["sweep", "custom", "--synthetic", "64", "--hidden", "16", "--grid", "dropout1=0,0.5"]
     argv += ["--epochs", "1"]
     argv += ["--seeds", "0", "1", "--out", str(out), "--quiet", "--chunk-size", "4"]
-    assert sweep.main(argv) == 0
+    assert cli.main(argv) == 0
     for name in ("config.json", "metrics.npz", "results.csv", "report.md", "curves.png"):
         assert (out / name).is_file(), name
     report = (out / "report.md").read_text()
     assert "per configuration-epoch" in report and "dropout1=0.5" in report
     # The same command again resumes: every chunk is read back, nothing is recomputed.
-    assert sweep.main(argv) == 0
+    assert cli.main(argv) == 0
     assert "1 resumed" in (out / "report.md").read_text()
 
 
@@ -351,3 +373,73 @@ def test_torch_sweep_func_vmap_matches_sequential():
     assert fun["groups"] == 1
     with_dropout = torch_sweep.func_sweep(ds, [{"dropout1": 0.5}, {"dropout1": 0.2}], [0], **kw)
     assert with_dropout["groups"] == 2
+    text = torch_sweep.compare_sweeps(ds, points[:1], [0], epochs=1, hidden=4)
+    assert "torch sequential" in text and "torch.func vmap" in text
+    assert text.count("ms per configuration-epoch") == 2
+
+
+# ---- checkpoints, presets, analysis (no training) ---------------------------------------------
+def test_checkpoint_from_another_sweep_is_reported(tmp_path):
+    path = checkpoint.chunk_path(tmp_path, 0)
+    checkpoint.save_chunk(path, "sweep-a", np.arange(2), {"test_acc": np.ones((2, 1))}, 0.5)
+    assert checkpoint.load_chunk(path, "sweep-a", np.arange(2))[1] == 0.5
+    with pytest.warns(checkpoint.CheckpointWarning, match="chunk_00000.npz is written by another"):
+        assert checkpoint.load_chunk(path, "sweep-b", np.arange(2)) is None
+    with pytest.warns(checkpoint.CheckpointWarning, match=r"for runs \[0, 1\]"):
+        assert checkpoint.load_chunk(path, "sweep-a", np.arange(2, 4)) is None
+    assert checkpoint.load_chunk(tmp_path / "missing.npz", "sweep-a", np.arange(2)) is None
+
+
+def test_presets_take_the_recipe_from_the_experiment_configs():
+    exp_dir = configs.experiments_dir()
+    dropout = configs.load_config_file(exp_dir / "dropout.py")
+    decay = configs.load_config_file(exp_dir / "weight_decay.py")
+    for name in presets.preset_names():
+        preset = presets.load_preset(name)
+        # The recipe constants live in experiments/dropout.py and weight_decay.py only.
+        assert not {"lr", "batch_size", "model"} & set(preset), name
+        plan = presets.build_plan(name)
+        base = dropout if preset["base"] == "dropout" else decay
+        assert plan.config.lr == base["lr"] and plan.config.batch_size == base["batch_size"]
+        assert plan.config.epochs == preset.get("overrides", {}).get("epochs", base["epochs"])
+        for key, value in base["model"].items():
+            if key != "name":
+                assert getattr(plan.config.model, key) == value, (name, key)
+        assert plan.points and all(isinstance(s, int) for s in plan.seeds)
+    mlp = presets.build_plan("fmnist-64").config.model
+    assert (mlp.dropout1, mlp.dropout2) == tuple(dropout["rates"])
+
+
+def test_preset_overrides_and_errors():
+    plan = presets.build_plan("custom", model="weight-decay-mlp", grid={"weight_decay": [0, 1]})
+    assert type(plan.config.model).__name__ == "WeightDecayMLP" and len(plan.points) == 2
+    assert presets.build_plan("dropout-swap", hidden=16).config.model.num_hiddens2 == 16
+    with pytest.raises(ValueError, match="'dropout1' is not used"):
+        presets.build_plan("custom", model="weight-decay-mlp")
+    with pytest.raises(ValueError, match="allowed presets: .*lambda-curve"):
+        presets.load_preset("lambda")
+    with pytest.raises(ValueError, match="'act_l1' is not used"):
+        presets.build_plan("custom", grid={"act_l1": [0.1]})
+
+
+def _result(test_acc, labels, points, seeds):
+    acc = np.asarray(test_acc, float)[:, :, None]
+    steps = -np.ones(acc.shape[:2], int)
+    return sweep.SweepResult(
+        labels, points, seeds, {"test_acc": acc, "diverged_step": steps}, epochs=1
+    )
+
+
+def test_analysis_states_only_measured_figures():
+    names = ["none", "dropout", "decay", "both"]
+    pts = [{"weight_decay": 0.0}] * 4
+    one_seed = _result([[0.80], [0.82], [0.81], [0.84]], names, pts, [0])
+    (text,) = analysis.additivity(one_seed)
+    assert "no verdict" in text and "noise" not in text and "+0.0200" in text
+    two = _result([[0.80, 0.80], [0.82, 0.82], [0.81, 0.81], [0.9, 0.9]], names, pts, [0, 1])
+    assert "more than additive" in analysis.additivity(two)[0]
+    lam = _result([[0.7], [0.8]], ["a", "b"], [{"weight_decay": 0.1}, {"weight_decay": 1.0}], [0])
+    assert "No validation split" in analysis.lambda_choice(lam)[0]
+    lam.metrics["val_acc"] = np.array([[[0.9]], [[0.6]]])
+    text = analysis.lambda_choice(lam)[0]
+    assert "**0.1**" in text and "-0.1000" not in text and "+0.1000" in text

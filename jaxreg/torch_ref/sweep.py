@@ -15,13 +15,13 @@ seeds 003/004 dropout MLP (SGD, batch 256, weight decay on the weights only, cro
   sequential runs, so only dropout-free runs match the sequential ones number for number.
 
 Both shuffle with one ``torch.randperm`` per epoch from a generator seeded with the run's seed and
-keep the last partial batch (``DataLoader(shuffle=True)``). This module imports torch at the top;
-``import jaxreg`` never imports it. Command line: ``python -m jaxreg.torch_ref.sweep --help``.
+keep the last partial batch (``DataLoader(shuffle=True)``). :func:`compare_sweeps` times the
+three ways on one grid, e.g. ``print(compare_sweeps(load_fashion_mnist(train_size=6000)))``.
+This module imports torch at the top; ``import jaxreg`` never imports it.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import time
 from collections.abc import Mapping, Sequence
@@ -202,72 +202,66 @@ def func_sweep(
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Times the same grid sequentially and with ``torch.func`` (and in JAX with ``--jax``).
+DEMO_POINTS = tuple(
+    {"weight_decay": wd, "dropout1": r, "dropout2": r} for r in (0.0, 0.5) for wd in (0.0, 1e-3)
+)
+"""The 4-point grid :func:`compare_sweeps` times by default: dropout 0 / 0.5 x decay 0 / 1e-3."""
+
+
+def compare_sweeps(
+    data: Any,
+    points: Sequence[Mapping[str, Any]] = DEMO_POINTS,
+    seeds: Sequence[int] = (0, 1),
+    *,
+    epochs: int = 2,
+    hidden: int = 256,
+    with_jax: bool = False,
+) -> str:
+    """Times one grid sequentially, with ``torch.func`` and (``with_jax``) with jaxreg's sweep.
+
+    Args:
+      data: arrays with ``x_train, y_train, x_test, y_test`` (``jaxreg.lab.data`` tuples).
+      points: the grid (dicts over ``lr``, ``weight_decay``, ``dropout1``, ``dropout2``).
+      seeds: the seeds.
+      epochs: epochs per run.
+      hidden: width of both hidden layers.
+      with_jax: also run the grid with :func:`jaxreg.lab.sweep.run_sweep` (SGD lr 0.5).
+
+    Returns:
+      A few lines: milliseconds per configuration-epoch of each way and the final test
+      accuracy per point (mean over seeds).
 
     Example:
-      >>> main(["--synthetic", "256", "--epochs", "1", "--hidden", "16"])  # doctest: +SKIP
-      0
+      >>> from jaxreg.lab.data import synthetic_classification
+      >>> text = compare_sweeps(synthetic_classification(64, 16), epochs=1, hidden=8,
+      ...                       seeds=[0])  # doctest: +SKIP
     """
-    parser = argparse.ArgumentParser(prog="python -m jaxreg.torch_ref.sweep")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--train-size", type=int, help="first N Fashion-MNIST training images")
-    parser.add_argument("--synthetic", type=int, metavar="N", help="synthetic data, N train")
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--threads", type=int, help="torch.set_num_threads")
-    parser.add_argument(
-        "--jax", action="store_true", help="also run the grid with jaxreg.lab.sweep"
-    )
-    args = parser.parse_args(argv)
-    from jaxreg.lab import data as data_mod
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.synthetic:
-        ds = data_mod.synthetic_classification(args.synthetic, max(args.synthetic // 4, 1))
-    else:
-        ds = data_mod.load_fashion_mnist(train_size=args.train_size, test_size=2000)
-    points = [
-        {"weight_decay": wd, "dropout1": r, "dropout2": r} for r in (0.0, 0.5) for wd in (0.0, 1e-3)
-    ]
-    kw = {"num_hiddens1": args.hidden, "num_hiddens2": args.hidden}
-    common = {"epochs": args.epochs, "model_kwargs": kw}
-    n_cfg_epochs = len(points) * len(args.seeds) * args.epochs
+    kw = {"num_inputs": int(np.prod(np.shape(data.x_train)[1:]))}
+    kw.update(num_hiddens1=hidden, num_hiddens2=hidden)
+    common = {"epochs": epochs, "model_kwargs": kw}
+    n_cfg_epochs = len(points) * len(seeds) * epochs
     results = {
-        "torch sequential": sequential_sweep(ds, points, args.seeds, **common),
-        "torch.func vmap": func_sweep(ds, points, args.seeds, **common),
+        "torch sequential": sequential_sweep(data, points, seeds, **common),
+        "torch.func vmap": func_sweep(data, points, seeds, **common),
     }
-    if args.jax:
-        import dataclasses
-
+    if with_jax:
         from jaxreg.lab import engine, sweep
         from jaxreg.models import DropoutMLP as FlaxMLP
 
-        cfg = engine.TrainConfig(
-            model=FlaxMLP(num_hiddens1=args.hidden, num_hiddens2=args.hidden),
-            lr=0.5,
-            epochs=args.epochs,
-        )
-        train = engine.make_train(dataclasses.replace(cfg), ds)
-        res = sweep.run_sweep(train, points, args.seeds)
+        model = FlaxMLP(num_inputs=kw["num_inputs"], num_hiddens1=hidden, num_hiddens2=hidden)
+        cfg = engine.TrainConfig(model=model, lr=0.5, epochs=epochs)
+        res = sweep.run_sweep(engine.make_train(cfg, data), points, seeds)
         results["jax vmap (jaxreg.lab.sweep)"] = {
             "test_acc": res.metrics["test_acc"],
             "seconds": res.stats["run_s"],
             "compile": res.stats["compile_s"],
         }
-    print(
-        f"{len(points)} points x {len(args.seeds)} seeds, {args.epochs} epochs, n={len(ds.x_train)}"
-    )
+    lines = [f"{len(points)} points x {len(seeds)} seeds, {epochs} epochs, n={len(data.x_train)}"]
     for name, out in results.items():
         final = np.asarray(out["test_acc"])[..., -1].mean(axis=1)
         extra = f" (+{out['compile']:.1f} s compile)" if "compile" in out else ""
-        print(
+        lines.append(
             f"{name:26s} {1e3 * out['seconds'] / n_cfg_epochs:8.1f} ms per configuration-epoch"
             f"{extra}; final test acc per point {np.round(final, 4).tolist()}"
         )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return "\n".join(lines)
