@@ -19,10 +19,40 @@ from benchmarks.jax_rows import (
     _data,
     _make_train,
     _model,
-    make_step,
     setup,
 )
 from jaxreg.lab import timing
+
+
+def make_step(model, optimizer, rates, deterministic: bool = False):
+    """The training step taken apart for the profile: dropout can be switched off.
+
+    The same computation as ``jaxreg.lab.engine``'s ``Train.step`` (gather by index, dropout with
+    key ``fold_in(key, step)``, mean cross-entropy, ``torch_sgd`` update), written out so that
+    its parts can be timed with and without dropout and vmapped over configurations; the
+    ``engine_step`` part times ``Train.step`` itself beside it.
+    """
+    import optax
+
+    def step(params, opt_state, x_all, y_all, order, i, key):
+        idx = jax.lax.dynamic_index_in_dim(order, i, keepdims=False)
+        xb, yb = x_all[idx], y_all[idx]
+
+        def loss_fn(p):
+            logits = model.apply(
+                {"params": p},
+                xb,
+                deterministic=deterministic,
+                rates=rates,
+                rngs={"dropout": jax.random.fold_in(key, i)},
+            )
+            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return step
 
 
 def _scan_time(body, carry, operands, steps: int, repeats: int = 5) -> float:
@@ -46,9 +76,10 @@ def _scan_time(body, carry, operands, steps: int, repeats: int = 5) -> float:
 def profile(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
     """Times the parts of one training step, each run N times inside one compiled scan.
 
-    Parts: the step's eight executed matmuls alone (forward, dW, and dX but for layer 1); the step
-    without dropout; the real step (dropout 0.2 / 0.5); the two dropout masks alone; the
-    minibatch gather alone. The differences say where an epoch's time goes beyond the matmuls.
+    Parts: the engine's ``Train.step``; the step's eight executed matmuls alone (forward, dW, and
+    dX but for layer 1); the step without dropout; the real step (dropout 0.2 / 0.5); the two
+    dropout masks alone; the minibatch gather alone. The differences say where an epoch's time
+    goes beyond the matmuls.
     """
     from jaxreg.optim import torch_sgd
 
@@ -134,8 +165,19 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
         x_all, order = operands
         return c + 1e-30 * jnp.sum(x_all[order[i]])
 
+    hp = train.normalize_hparams(HPARAMS)
+
+    def engine_body(state, i, operands):
+        x_all, y_all, order = operands
+        idx = order[i]
+        return train.step(state, (x_all[idx], y_all[idx]), key, hp)[0]
+
     carry = (params, optimizer.init(params))
     seconds = {
+        # jaxreg.lab.engine's own Train.step: the decomposed copy above should cost the same.
+        "engine_step": _scan_time(
+            engine_body, train.init(jax.random.key(INIT_KEY), HPARAMS), (*data, order), steps
+        ),
         "gemms_only": _scan_time(
             gemm_body, tuple(jnp.zeros((m, n)) for m, _, n in shapes), gemm_operands, steps
         ),

@@ -210,93 +210,56 @@ def compile_cache(workload: common.Workload, init_path: str, device: str = "auto
     }
 
 
-def make_step(model, optimizer, rates, deterministic: bool = False):
-    """One SGD step as the engine's scan body does it, jitted alone for the Python-loop row.
-
-    ``jaxreg.lab.engine`` keeps its step inside the epoch function, so the per-step row needs this
-    small standalone copy of the same computation: gather the batch by index, dropout with key
-    ``fold_in(key, step)``, mean cross-entropy, ``torch_sgd`` update.
-    """
-    import optax
-
-    def step(params, opt_state, x_all, y_all, order, i, key):
-        idx = jax.lax.dynamic_index_in_dim(order, i, keepdims=False)
-        xb, yb = x_all[idx], y_all[idx]
-
-        def loss_fn(p):
-            logits = model.apply(
-                {"params": p},
-                xb,
-                deterministic=deterministic,
-                rates=rates,
-                rngs={"dropout": jax.random.fold_in(key, i)},
-            )
-            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    return step
-
-
 def jitted_step(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
-    """A jitted step called from a Python loop: one dispatch per minibatch."""
-    from jaxreg.optim import torch_sgd
+    """The engine's ``Train.step`` jitted and called from a Python loop: one dispatch per batch.
 
+    Each call gathers its minibatch by index from the device-resident training set (the
+    engine's ``batch_order``) and runs ``train.step`` on it: the same objective, update and
+    dropout keys as the scan's body.
+    """
     setup()
     ds = _data(workload)
     train = _make_train(workload, 1, ds)
-    params = train.init(jax.random.key(INIT_KEY), HPARAMS).params
-    optimizer = torch_sgd(common.LEARNING_RATE)
-    opt_state = optimizer.init(params)
-    rates = tuple(jnp.float32(r) for r in common.DROPOUT)
-    step = jax.jit(make_step(_model(), optimizer, rates), donate_argnums=(0, 1))
-    x_all, y_all = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train.astype(np.int32))
-    n, b = len(ds.x_train), common.BATCH_SIZE
-    steps = common.steps_per_epoch(n)
+    key = jax.random.key(INIT_KEY)
+    hp = train.normalize_hparams(HPARAMS)
+    state = train.init(key, HPARAMS)
+    x_all, y_all = train.data["x_train"], train.data["y_train"]
 
-    @jax.jit
-    def epoch_order(key, epoch):
-        perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
-        return perm[: steps * b].reshape(steps, b)
+    def step(state, x_all, y_all, order, i, key, hp):
+        idx = jax.lax.dynamic_index_in_dim(order, i, keepdims=False)
+        return train.step(state, (x_all[idx], y_all[idx]), key, hp)
 
-    key, dropout_key = jax.random.split(jax.random.key(1))
+    epoch_order = jax.jit(lambda key, epoch: train.batch_order(key, epoch)[0])
     order0 = epoch_order(key, 0)
     compiled, compile_s = timing.compile_and_time(
-        step, params, opt_state, x_all, y_all, order0, 0, key
+        jax.jit(step, donate_argnums=(0,)), state, x_all, y_all, order0, 0, key, hp
     )
-    state = {"params": params, "opt_state": opt_state}
-    losses = []
+    steps, b = train.steps_per_epoch, train.batch_size
+    holder, losses = {"state": state}, []
 
     def run_epoch(epoch: int) -> None:
         order = epoch_order(key, epoch)
-        # The step folds its index into this key: a new key per epoch, new masks every step.
-        epoch_key = jax.random.fold_in(dropout_key, epoch)
-        p, o = state["params"], state["opt_state"]
-        total = jnp.float32(0)
+        s, total = holder["state"], jnp.float32(0)
         for i in range(steps):
-            p, o, loss = compiled(p, o, x_all, y_all, order, i, epoch_key)
-            total = total + loss
-        jax.block_until_ready((p, total))
-        state["params"], state["opt_state"] = p, o
+            s, out = compiled(s, x_all, y_all, order, i, key, hp)
+            total = total + out["loss"]
+        holder["state"] = jax.block_until_ready(s)
         losses.append(float(total) / steps)
 
     with common.PeakRSS() as rss:
         warm, timed = common.time_epochs(run_epoch, workload.warmup_epochs, workload.epochs)
-    test_acc = _accuracy(state["params"], ds)
     return {
         "epoch": common.summarize(timed),
         "epoch_times_s": timed,
         "warmup_times_s": warm,
         "compile_s": compile_s,
-        "compile_note": "AOT lower + compile of the step",
+        "compile_note": "AOT lower + compile of the step (jaxreg.lab.timing.compile_and_time)",
         "steps_per_epoch": steps,
         "samples_per_epoch": steps * b,
         "train_loss_last_epoch": losses[-1],
-        "test_acc": test_acc,
+        "test_acc": _accuracy(holder["state"].params, ds),
         "device": str(jax.devices()[0]),
-        "note": "the step is a standalone copy of the engine's scan body (no step API there)",
+        "note": "jaxreg.lab.engine's Train.step; the minibatch is gathered inside the jitted call",
         **_memory(rss),
     }
 

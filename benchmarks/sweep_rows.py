@@ -66,18 +66,20 @@ def _jax_sweep(workload: common.Workload, chunk: int) -> dict:
     pick = lambda tree, sl: jax.tree.map(lambda a: a[sl], tree)  # noqa: E731
 
     def sweep_epoch(data, keys, hp, state):
-        # state = (params, opt_state): each call continues training where the last one stopped.
-        result = jax.vmap(lambda k, h, s: train.pure(data, k, h, TrainResult(*s, {})))(
-            keys, hp, state
-        )
-        return (result.params, result.opt_state), result.metrics["train_loss"][:, -1]
+        # Each call continues the runs where the last one stopped, step and epoch counters
+        # included, so every epoch draws the run's next shuffles and masks (none replayed).
+        def one(k, h, s):
+            result = train.pure(data, k, h, TrainResult(s[0], s[1], {}, None, s[2], s[3]))
+            return (result.params, result.opt_state, result.step, result.epoch), result.metrics
 
-    epoch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))
-    states = [pick((init.params, init.opt_state), sl) for sl in chunks]
+        state, metrics = jax.vmap(one)(keys, hp, state)
+        return state, metrics["train_loss"][:, -1]
+
+    states = [pick((init.params, init.opt_state, init.step, init.epoch), sl) for sl in chunks]
     compiled, compile_s = timing.compile_and_time(
         jax.jit(sweep_epoch, donate_argnums=(3,)),
         train.data,
-        epoch_keys(keys[chunks[0]], 0),
+        keys[chunks[0]],
         pick(hp, chunks[0]),
         states[0],
     )
@@ -86,9 +88,7 @@ def _jax_sweep(workload: common.Workload, chunk: int) -> dict:
     def run_epoch(epoch: int) -> None:
         epoch_losses = []
         for c, sl in enumerate(chunks):
-            states[c], loss = compiled(
-                train.data, epoch_keys(keys[sl], epoch), pick(hp, sl), states[c]
-            )
+            states[c], loss = compiled(train.data, keys[sl], pick(hp, sl), states[c])
             epoch_losses.append(loss)
         jax.block_until_ready(states)
         losses.append(np.concatenate([np.asarray(v) for v in epoch_losses]))

@@ -65,18 +65,20 @@ def test_report_marks_failed_rows_and_missing_targets(tmp_path):
 
 
 def test_rows_in_process_feed_the_report(tmp_path, data_available):
-    from benchmarks import jax_rows, sweep_rows, torch_rows
+    from benchmarks import jax_profile, jax_rows, sweep_rows, torch_rows
 
     init_path = str(tmp_path / "init.npz")
     rows = {"init": jax_rows.init_params(TINY, init_path)}
     rows["peak_start"] = jax_rows.peak(TINY, init_path)
     rows["jax_scan"] = jax_rows.scan(TINY, init_path)
+    rows["jax_step"] = jax_rows.jitted_step(TINY, init_path)
+    rows["jax_profile"] = jax_profile.profile(TINY, init_path)
     rows["torch_eager"] = torch_rows.eager_memory(TINY, init_path, device="cpu")
     rows["sweep_jax_vmap"] = sweep_rows.jax_vmap(TINY, init_path)
     rows["sweep_jax_vmap_chunked"] = sweep_rows.jax_vmap_chunked(TINY, init_path)
     results = analysis.build(common.machine_info(), TINY, rows, wall_s=1.0)
 
-    for name in ("jax_scan", "torch_eager"):
+    for name in ("jax_scan", "jax_step", "torch_eager"):
         row = results["rows"][name]
         assert row["epoch"]["n"] == TINY.epochs
         assert row["samples_per_epoch"] == 1024
@@ -96,7 +98,15 @@ def test_rows_in_process_feed_the_report(tmp_path, data_available):
         "JAX scan fraction of measured matmul peak"
     }
 
+    parts = results["rows"]["jax_profile"]["parts_ms"]
+    assert parts["engine_step"] > 0 and parts["gemms_only"] > 0
+    # The prose quotes the profile of this run.
+    assert {"jax_step_profile", "roofline", "speedup_vs_torch_eager"} <= set(results["findings"])
+    masks = results["findings"]["roofline"]["masks_ms"]
+    assert masks == parts["dropout_masks_only"]
+
     paths = render.write(results, tmp_path, "machine-date")
+    assert f"Dropout's masks cost {masks:.3f} ms" in paths[1].read_text()
     assert [p.suffix for p in paths] == [".json", ".md", ".png"]
     saved = json.loads(paths[0].read_text())
     assert {"speedup_vs_torch_eager", "roofline_fraction", "fairness", "machine"} <= set(saved)
