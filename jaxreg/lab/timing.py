@@ -216,8 +216,9 @@ def count_cache_events() -> Iterator[dict[str, float]]:
 
     Yields:
       A dict filled in as compilations happen: ``requests`` (compilations that consulted
-      the cache), ``hits``, ``misses`` and ``saved_s`` (compile seconds that hits saved, as
-      JAX reports them).
+      the cache), ``hits``, ``misses`` (programs compiled and written to the cache: JAX
+      records its ``cache_misses`` event when it writes the entry) and ``saved_s`` (compile
+      seconds that hits saved, as JAX reports them).
 
     Example:
       >>> import jax.numpy as jnp
