@@ -239,10 +239,10 @@ def grid_runs(configs: int) -> tuple[list[dict[str, float]], list[int]]:
 
 
 def sweep_plan():
-    """The ``SWEEP_PRESET`` plan of ``jaxreg.lab.sweep`` (engine config, points, seeds)."""
-    from jaxreg.lab.sweep import PRESETS
+    """The ``SWEEP_PRESET`` plan (``experiments/sweeps/``): engine config, points, seeds."""
+    from jaxreg.lab.presets import build_plan
 
-    return PRESETS[SWEEP_PRESET]()
+    return build_plan(SWEEP_PRESET)
 
 
 def spread(total: int, k: int) -> list[int]:
