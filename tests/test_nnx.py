@@ -289,3 +289,58 @@ def test_dropout_mlp_modes_init_and_linen_twin():
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     linen = models.DropoutMLP().apply({"params": params}, x, deterministic=True)
     np.testing.assert_allclose(model(x), linen, rtol=1e-6, atol=1e-6)
+
+
+# --- the noise family ---
+
+NOISE = [
+    (jaxreg.nnx.GaussianDropout, jaxreg.gaussian_dropout, 0.3, (8, 6)),
+    (jaxreg.nnx.AlphaDropout, jaxreg.alpha_dropout, 0.3, (8, 6)),
+    (jaxreg.nnx.FeatureAlphaDropout, jaxreg.feature_alpha_dropout, 0.3, (4, 5, 6)),
+    (jaxreg.nnx.DropPath, jaxreg.drop_path, 0.3, (8, 6)),
+    (jaxreg.nnx.SpatialDropout, jaxreg.spatial_dropout, 0.3, (4, 5, 6)),
+    (jaxreg.nnx.Dropout1d, jaxreg.dropout1d, 0.3, (4, 5, 6)),
+    (jaxreg.nnx.Dropout2d, jaxreg.dropout2d, 0.3, (2, 3, 4, 6)),
+    (jaxreg.nnx.Dropout3d, jaxreg.dropout3d, 0.3, (2, 3, 3, 4, 6)),
+    (jaxreg.nnx.GaussianNoise, jaxreg.gaussian_noise, 0.2, (8, 6)),
+]
+
+
+@pytest.mark.parametrize("cls, fn, value, shape", NOISE, ids=[c[0].__name__ for c in NOISE])
+def test_noise_layers_match_the_functional_core(cls, fn, value, shape):
+    x = _x(shape)
+    layer = cls(value, rngs=nnx.Rngs(dropout=7))
+    stream = nnx.Rngs(dropout=7)["dropout"].fork()
+    name = "stddev" if cls is jaxreg.nnx.GaussianNoise else "rate"
+    # the layer computes with its stored value (float32 here), as a traced strength would
+    stored = getattr(layer, name)[...]
+    np.testing.assert_allclose(float(stored), value, rtol=1e-7)
+    y = layer(x)
+    np.testing.assert_array_equal(y, fn(x, stored, key=stream()))
+    assert not bool(jnp.all(y == x))
+    np.testing.assert_array_equal(layer(x), fn(x, stored, key=stream()))  # the stream advanced
+    key = jax.random.key(3)
+    np.testing.assert_array_equal(layer(x, rngs=key, **{name: 0.1}), fn(x, 0.1, key=key))
+    layer.eval()
+    np.testing.assert_array_equal(layer(x), x)
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        cls(value)(x)
+    with pytest.raises(ValueError, match=name):
+        cls(-1.0)
+
+
+def test_noise_strength_is_traced_state_no_recompile():
+    traces = []
+
+    @nnx.jit
+    def apply(layer, x):
+        traces.append(1)
+        return layer(x)
+
+    layer, x = jaxreg.nnx.GaussianNoise(0.1, rngs=nnx.Rngs(dropout=0)), jnp.zeros((20_000,))
+    stds = []
+    for stddev in (0.1, 0.5, 2.0):
+        layer.stddev[...] = stddev
+        stds.append(float(apply(layer, x).std()))
+    assert len(traces) == 1
+    np.testing.assert_allclose(stds, [0.1, 0.5, 2.0], rtol=0.05)
