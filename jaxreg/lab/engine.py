@@ -371,6 +371,14 @@ class Train:
         """
         return self._batch_order(self._keys(key), epoch)
 
+    def dropout_key(self, key, step) -> jax.Array:
+        """The dropout key of global step ``step`` of the run keyed by ``key``.
+
+        Every dropout layer of that step draws its mask from this key (through Flax's rng
+        streams), which is how ``jaxreg.lab.matched`` recomputes the masks for the torch side.
+        """
+        return jax.random.fold_in(self._keys(key)["dropout"], step)
+
     def init(self, key, hparams=None) -> TrainState:
         """The initial state ``train(key, hparams)`` starts from (params from ``key``).
 

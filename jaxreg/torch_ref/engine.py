@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from jaxreg.lab.engine import EPOCH_METRICS
+from jaxreg.torch_ref.replay import MaskReplay, replaying
 
 # The per-epoch metric names are jaxreg.lab.engine's, so the two frameworks' histories line up.
 METRICS = EPOCH_METRICS
@@ -222,6 +223,8 @@ def train_classifier(
     drop_last: bool = False,
     progress: Any = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    matched: Any = None,
+    dtype: torch.dtype = torch.float32,
 ) -> dict[str, list[float]]:
     """Minibatch training of a classifier: d2l's ``train_ch3`` with the seeds' settings.
 
@@ -243,6 +246,12 @@ def train_classifier(
       drop_last: drop each epoch's final partial batch.
       progress: an optional tqdm-like object; ``progress.update(1)`` is called per epoch.
       on_epoch: ``on_epoch(epoch, metrics)`` called after each epoch.
+      matched: a ``jaxreg.lab.matched.MatchedStreams`` (anything with ``order(epoch)`` and
+        ``step_masks(epoch)``): the batches follow the JAX run's order and every dropout call
+        replays the JAX run's mask (``jaxreg.torch_ref.replay``), so the two runs differ only
+        by rounding. Needs deterministic evaluation (``eval_dropout=False``).
+      dtype: the data's dtype (``torch.float64`` for double-precision runs; the caller converts
+        the model with ``model.double()``).
 
     Returns:
       ``{metric: [value per epoch]}`` for every name in ``METRICS`` plus ``epoch_time``.
@@ -255,19 +264,38 @@ def train_classifier(
       >>> hist["test_acc"]
       [1.0]
     """
+    if matched is not None and eval_dropout:
+        raise ValueError(
+            "matched=...: evaluation with dropout active (eval_dropout=True) would draw masks "
+            "that are not shared; matched runs evaluate deterministically"
+        )
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    x_train, y_train = to_tensor(train[0], torch.float32), to_tensor(train[1], torch.long)
-    x_test, y_test = to_tensor(test[0], torch.float32), to_tensor(test[1], torch.long)
+    x_train, y_train = to_tensor(train[0], dtype), to_tensor(train[1], torch.long)
+    x_test, y_test = to_tensor(test[0], dtype), to_tensor(test[1], torch.long)
     history: dict[str, list[float]] = {name: [] for name in (*METRICS, "epoch_time")}
+    replay = MaskReplay()
     for epoch in range(epochs):
         start_time = time.perf_counter()
         model.train()
         loss_sum = objective_sum = 0.0
         correct = seen = 0
-        for index in shuffled_batches(len(x_train), batch_size, generator, drop_last):
+        if matched is None:
+            batches = shuffled_batches(len(x_train), batch_size, generator, drop_last)
+            step_masks = None
+        else:
+            order = torch.from_numpy(np.asarray(matched.order(epoch), np.int64))
+            batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+            step_masks = matched.step_masks(epoch)
+        for index in batches:
             xb, yb = x_train[index], y_train[index]
-            out = _logits(model(xb))
+            if step_masks is None:
+                out = _logits(model(xb))
+            else:
+                replay.set_step(next(step_masks))
+                with replaying(replay):
+                    out = _logits(model(xb))
+                replay.finish_step()
             loss = F.cross_entropy(out, yb)
             objective = loss + penalty(model) if penalty is not None else loss
             optimizer.zero_grad()

@@ -76,7 +76,7 @@ class MaskReplay:
                 f"mask replay: dropout call {self._next} has input shape {shape}, the replayed "
                 f"mask has shape {mask.shape}"
             )
-        return torch.from_numpy(np.ascontiguousarray(mask)).to(device=device, dtype=dtype)
+        return torch.from_numpy(np.array(mask, copy=True)).to(device=device, dtype=dtype)
 
     def finish_step(self) -> None:
         """Checks that the forward pass used every mask of the step."""
