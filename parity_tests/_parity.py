@@ -148,6 +148,7 @@ class Recorder:
         self.case, self.family, self.device, self.dtype = case, family, device, dtype
         self.checks: list[dict[str, Any]] = []
         self.notes: list[str] = []
+        self.references: list[str] = []
 
     def _fail(self, tensor: str, abs_err: float, rel_err: float, tol: float, why: str) -> None:
         raise AssertionError(
@@ -159,6 +160,12 @@ class Recorder:
     def note(self, text: str) -> None:
         """A remark shown next to the row (e.g. a documented divergence of the seed formula)."""
         self.notes.append(text)
+
+    def uses(self, reference: str) -> None:
+        """Names the reference implementation this case compared with, where there is a choice
+        (e.g. torchvision's VGG16 or the plain-torch copy); the report shows it per case."""
+        if reference not in self.references:
+            self.references.append(reference)
 
     def _record(self, tensor, abs_err, rel_err, tol: Tol, value: float, passed: bool) -> None:
         self.checks.append(
@@ -260,6 +267,7 @@ class Recorder:
             "dtype": self.dtype,
             "tensors": len(self.checks),
             "notes": self.notes,
+            "reference": "; ".join(self.references) or None,
         }
         if not self.checks:
             row.update(max_abs_err=None, max_rel_err=None, tol=None, tol_label=None)
@@ -299,7 +307,11 @@ def flax_grads_as_torch(grads: Any) -> dict[str, np.ndarray]:
 
 @functools.lru_cache(maxsize=1)
 def torch_vgg16() -> torch.nn.Module:
-    """Seed 000's VGG16 (torchvision init, 138M parameters), float32, built once per process."""
+    """Seed 000's VGG16 (torchvision init, 138M parameters), float32, built once per process.
+
+    torchvision's model wherever torchvision imports, else the plain-torch copy: a case that uses
+    it records ``str(torch_vgg16().reference)`` with :meth:`Recorder.uses`.
+    """
     from jaxreg.torch_ref.models import VGG16
 
     torch.manual_seed(0)

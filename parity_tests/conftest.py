@@ -155,7 +155,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 tol = "-" if r["tol"] is None else f"{r['tol']:.1e}"
                 print(f"  {r['name']} [{r['dtype']}] rel {_fmt(r['max_rel_err'])} tol {tol} "
                       f"{'pass' if r['passed'] else 'FAIL'} {r['worst_tensor']} "
-                      f"{'; '.join(r['notes'])}", file=sys.stderr)  # fmt: skip
+                      f"{'; '.join(r['notes'])}{_reference_text(r)}", file=sys.stderr)  # fmt: skip
 
 
 _WORKER_COMPLETE: list[bool] = []
@@ -180,9 +180,19 @@ def _device_name(device: str) -> str:
     return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
+def _torchvision_version() -> str:
+    try:
+        import torchvision
+    except Exception as err:  # noqa: BLE001 (reported as such: the VGG16 cases name their reference)
+        return f"not importable ({type(err).__name__})"
+    return torchvision.__version__
+
+
 def _environment(device: str) -> dict:
     import flax
     import optax
+
+    from jaxreg.torch_ref.vgg import vgg16_reference
 
     return {
         "device": device,
@@ -192,10 +202,16 @@ def _environment(device: str) -> dict:
         "flax": flax.__version__,
         "optax": optax.__version__,
         "torch": torch.__version__,
+        "torchvision": _torchvision_version(),
+        "vgg16_reference": str(vgg16_reference()),
         "numpy": np.__version__,
         "platform": platform.platform(),
         "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def _reference_text(row: dict) -> str:
+    return f"; reference: {row['reference']}" if row.get("reference") else ""
 
 
 def _fmt(x) -> str:
@@ -259,6 +275,10 @@ def _write_report(device: str, rows: list[dict]) -> None:
         f"Generated {env['generated']} by `make parity` "
         "(`.venv/bin/python -m pytest -q -n 2 parity_tests`).",
         "",
+        f"References: torchvision {env['torchvision']}; seed 000's VGG16 on the torch side is "
+        f"the {env['vgg16_reference']} (torchvision's model wherever torchvision imports; each "
+        "VGG16 case names the reference it used).",
+        "",
         f"**{sum(r['passed'] for r in rows)} of {len(rows)} cases pass.** Each row compares "
         "jaxreg (JAX) with the PyTorch (or seed NumPy) reference written to the seed's recipe "
         "and shows the case's worst tensor: the largest error relative to its tolerance.",
@@ -296,6 +316,7 @@ def _write_report(device: str, rows: list[dict]) -> None:
     for r in rows:
         tol = "-" if r["tol"] is None else f"{r['tol']:.0e} ({r['tol_label']})"
         note = ("; " + "; ".join(r["notes"])) if r["notes"] else ""
+        note += _reference_text(r)
         lines.append(
             f"| {r['name']} | {r['device']} | {r['dtype']} | {_fmt(r['max_abs_err'])} | "
             f"{_fmt(r['max_rel_err'])} | {tol} | {'pass' if r['passed'] else 'FAIL'} | "

@@ -79,6 +79,7 @@ def test_forward(case, dtype, device, parity):
         state = {k: v.to(torch_device(device)) for k, v in vgg16_state(dtype).items()}
         with torch.no_grad():
             theirs = torch.func.functional_call(torch_vgg16(), state, (to_torch(x, dtype, device),))
+        parity.uses(f"VGG16: {torch_vgg16().reference}")
         xj = to_jax(x.transpose(0, 2, 3, 1), dtype)  # NCHW -> NHWC
     else:
         torch.manual_seed(0)

@@ -25,6 +25,7 @@ from _parity import (
     torch_device,
     torch_dtype,
     torch_grads,
+    torch_vgg16,
     tree_to_jax,
     vgg16_state,
 )
@@ -75,6 +76,7 @@ def _compare_model_loss(parity, net, params, torch_loss, jax_loss, tol):
 
 def case_seed000_vgg16_regularization(parity, dtype, device):
     state = vgg16_state(dtype)
+    parity.uses(f"VGG16: {torch_vgg16().reference}")
     with torch.no_grad():
         l1, l2 = P.seed000_regularization(v.to(torch_device(device)) for v in state.values())
         l2_f64 = sum(torch.norm(v.double(), 2) for v in state.values())

@@ -5,7 +5,9 @@ only in how they are parametrized, each documented on its class: the seeds' alwa
 ``F.dropout`` is a flag (``always_dropout``), d2l's module-global dropout rates are attributes,
 and the ``state_dict`` keys are fixed so that :func:`jaxreg.convert.torch_to_flax` maps them 1:1
 onto the Flax parameter trees (``fc1.weight`` -> ``fc1/kernel``, ``0.weight`` ->
-``layers_0/kernel``, ``features.0.weight`` -> ``features_0/kernel``).
+``layers_0/kernel``, ``features.0.weight`` -> ``features_0/kernel``). Seed 000's ``VGG16``
+lives in :mod:`jaxreg.torch_ref.vgg` (torchvision's model or a plain-torch copy, and which one
+was used: :func:`vgg16_reference`) and is re-exported here.
 
 Used by the parity suite (``parity_tests/``) and by ``jaxreg.torch_ref.engine``
 (``jaxreg run --framework torch``).
@@ -25,10 +27,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from jaxreg.torch_ref.dropout import dropout_layer
+from jaxreg.torch_ref.vgg import (
+    VGG16,
+    VGG16_CFG,
+    VGG16Reference,
+    torchvision_init_,
+    vgg16_reference,
+)
 
 __all__ = [
     "VGG16",
     "VGG16_CFG",
+    "VGG16Reference",
     "ActivityMLP",
     "DropoutMLP",
     "RegressionNet",
@@ -36,6 +46,7 @@ __all__ = [
     "TwoLayerNet",
     "WeightDecayMLP",
     "torchvision_init_",
+    "vgg16_reference",
 ]
 
 
@@ -309,120 +320,3 @@ class WeightDecayMLP(nn.Module):
         x = x.reshape(-1, self.num_inputs)
         H = torch.relu(torch.mm(x, self.W1) + self.b1)
         return torch.mm(H, self.W2) + self.b2
-
-
-VGG16_CFG: tuple[int | str, ...] = (
-    64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M",
-)  # fmt: skip
-"""torchvision's configuration "D"; ints are conv output channels, "M" a 2x2 max-pool."""
-
-
-def torchvision_init_(module: nn.Module) -> nn.Module:
-    """torchvision's VGG ``_initialize_weights``, in place (seed 000's ``vgg16()``).
-
-    Conv weights ``kaiming_normal_(mode="fan_out", nonlinearity="relu")``, Linear weights
-    ``normal_(0, 0.01)``, all biases 0.
-
-    Args:
-        module: any module; its Conv2d and Linear submodules are re-initialized.
-
-    Returns:
-        ``module``.
-
-    Example:
-        >>> float(torchvision_init_(nn.Linear(3, 2)).bias.detach().abs().sum())
-        0.0
-    """
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.constant_(m.bias, 0)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.constant_(m.bias, 0)
-    return module
-
-
-def _torchvision_vgg16(num_classes: int, dropout_rate: float) -> nn.Module | None:
-    try:
-        import torchvision
-    except Exception:  # torchvision is optional; a broken install is as good as none
-        return None
-    try:
-        return torchvision.models.vgg16(weights=None, num_classes=num_classes, dropout=dropout_rate)
-    except TypeError:  # torchvision < 0.13 has no `weights`/`dropout` arguments
-        if dropout_rate != 0.5:
-            return None
-        return torchvision.models.vgg16(pretrained=False, num_classes=num_classes)
-
-
-class VGG16(nn.Module):
-    """Seed 000's ``torchvision.models.vgg16()``, NCHW input.
-
-    Uses torchvision's own modules when torchvision imports (and ``hidden == 4096``); otherwise
-    builds the same layers in plain torch, in the same order (so the same global seed gives the
-    same weights) and with the same ``state_dict`` keys: ``features.{0..28}``,
-    ``classifier.{0,3,6}``. ``weight_init="torchvision"`` (default) is torchvision's init,
-    ``"torch"`` resets every layer to torch's per-layer default. Flax twin:
-    ``jaxreg.models.VGG16``.
-
-    Args:
-        num_classes: outputs of the last linear layer.
-        dropout_rate: drop probability in the classifier.
-        weight_init: ``"torchvision"`` or ``"torch"``.
-        hidden: classifier width (torchvision: 4096; smaller values only for cheap tests).
-
-    Example:
-        >>> net = VGG16(num_classes=10, hidden=16).eval()
-        >>> net(torch.zeros(1, 3, 32, 32)).shape
-        torch.Size([1, 10])
-    """
-
-    def __init__(
-        self,
-        num_classes: int = 1000,
-        dropout_rate: float = 0.5,
-        weight_init: str = "torchvision",
-        hidden: int = 4096,
-    ):
-        super().__init__()
-        if weight_init not in ("torchvision", "torch"):
-            raise ValueError(
-                f"weight_init={weight_init!r}: allowed values are ('torchvision', 'torch')"
-            )
-        tv = _torchvision_vgg16(num_classes, dropout_rate) if hidden == 4096 else None
-        self.uses_torchvision = tv is not None
-        if tv is not None:
-            self.features, self.avgpool, self.classifier = tv.features, tv.avgpool, tv.classifier
-        else:
-            layers: list[nn.Module] = []
-            in_channels = 3
-            for v in VGG16_CFG:
-                if v == "M":
-                    layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-                else:
-                    layers += [nn.Conv2d(in_channels, v, kernel_size=3, padding=1), nn.ReLU(True)]
-                    in_channels = v
-            self.features = nn.Sequential(*layers)
-            self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-            self.classifier = nn.Sequential(
-                nn.Linear(512 * 7 * 7, hidden),
-                nn.ReLU(True),
-                nn.Dropout(p=dropout_rate),
-                nn.Linear(hidden, hidden),
-                nn.ReLU(True),
-                nn.Dropout(p=dropout_rate),
-                nn.Linear(hidden, num_classes),
-            )
-            torchvision_init_(self)
-        if weight_init == "torch":
-            for m in self.modules():
-                if isinstance(m, (nn.Conv2d, nn.Linear)):
-                    m.reset_parameters()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)
-        x = self.avgpool(x)
-        x = torch.flatten(x, 1)
-        return self.classifier(x)

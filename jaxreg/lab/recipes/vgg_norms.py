@@ -23,6 +23,19 @@ def _float64_sums(state: dict[str, np.ndarray]) -> tuple[float, float]:
     return l1, l2
 
 
+def _reference_notes(reference) -> list[str]:
+    """Which torch VGG16 the run used (torchvision's, or the plain-torch copy and why)."""
+    if reference is None:
+        return []
+    note = f"torch side: the {reference}."
+    if reference.name != "torchvision":
+        note += (
+            " Same layers, init scheme and state_dict keys as torchvision's; install torchvision "
+            "to compare with torchvision's own model."
+        )
+    return [note]
+
+
 def run(ctx: Context) -> Outcome:
     """Computes both sums in JAX and torch from the same VGG16 weights."""
     import jax
@@ -42,6 +55,7 @@ def run(ctx: Context) -> Outcome:
     state = convert.flax_to_torch(params)
     ref_l1, ref_l2 = _float64_sums(state)
     values: dict[str, tuple[float, float, float, float]] = {}
+    reference = None
 
     if "jax" in ctx.frameworks:
         sums = jax.jit(lambda p: (l1_penalty(p), l2_norm_penalty(p)))
@@ -60,6 +74,8 @@ def run(ctx: Context) -> Outcome:
         from jaxreg.torch_ref.penalties import seed000_regularization
 
         net = torch_engine.load_params(torch_models.VGG16(**kwargs), state)
+        reference = net.reference
+        print(f"vgg-norms: torch side uses the {reference}", flush=True)
         start = time.perf_counter()
         with torch.no_grad():
             l1, l2 = seed000_regularization(net)
@@ -68,12 +84,15 @@ def run(ctx: Context) -> Outcome:
     for label, index, ref in (("L1 = sum |p|", 0, ref_l1), ("L2 = sum ||p||_2", 1, ref_l2)):
         for fw, (l1, l2, wall, compile_s) in values.items():
             value = (l1, l2)[index]
+            detail = f"rel. err vs float64 {abs(value - ref) / ref:.2g}"
+            if fw == "torch":
+                detail += f"; VGG16: {reference.name}"
             ctx.result(
                 variant=label,
                 framework=fw,
                 metric="value",
                 test=value,
-                detail=f"rel. err vs float64 {abs(value - ref) / ref:.2g}",
+                detail=detail,
                 wall_s=wall,
                 compile_s=compile_s,
                 seed_figure=cfg["seed_figure"],
@@ -90,6 +109,7 @@ def run(ctx: Context) -> Outcome:
         "for the sum over VGG16, dominated by the 102M-element classifier_0), while "
         "`torch.sum(torch.abs(p))` and jaxreg's sums stay within ~1e-7: the L2 gap between "
         "the frameworks is torch's float32 norm reduction, not a different formula.",
+        *_reference_notes(reference),
         "L2 here is seed 000's SUM OF PER-TENSOR NORMS (`jaxreg.l2_norm_penalty`), not the global "
         "norm and not `l2_penalty`'s half sum of squares.",
     ]
