@@ -93,9 +93,10 @@ def write_json(path: str | Path, obj: Any) -> Path:
       ``path`` as a ``Path``.
 
     Example:
-      >>> import tempfile, os
-      >>> write_json(os.path.join(tempfile.mkdtemp(), "c.json"), {"lr": 0.1}).read_text()
-      '{\n  "lr": 0.1\n}\n'
+      >>> import json, os, tempfile
+      >>> p = write_json(os.path.join(tempfile.mkdtemp(), "c.json"), {"lr": 0.1})
+      >>> json.loads(p.read_text())
+      {'lr': 0.1}
     """
     return atomic_write_text(path, json.dumps(to_plain(obj), indent=2, sort_keys=True) + "\n")
 
