@@ -281,6 +281,11 @@ def _fail(command: str, err: Exception | str) -> int:
 def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> int:
     from jaxreg.lab import distributed, presets
 
+    if args.preset == "noise-injection":
+        # A tune-then-confirm procedure over several configs, not one grid (issue 11).
+        from jaxreg.lab import noise_injection
+
+        return noise_injection.main(parser, args, argv)
     if (args.num_processes is None) != (args.process_id is None) or (
         args.num_processes is not None and not args.coordinator
     ):

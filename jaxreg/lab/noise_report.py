@@ -1,0 +1,228 @@
+"""The files ``jaxreg sweep noise-injection`` leaves: report, tables, raw numbers and a plot.
+
+Analysis is :func:`jaxreg.lab.noise_injection.analyse`; this module renders it. Every number in
+``report.md`` is read from the results of the run (nothing is typed in), every file is written
+atomically (:mod:`jaxreg.lab.files`) and tables go through :func:`jaxreg.lab.report.format_table`.
+
+PyTorch equivalent: none (a results table and a matplotlib figure written by hand).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from jaxreg.lab.files import atomic_write_bytes, atomic_write_text, csv_text, write_json
+from jaxreg.lab.report import format_table
+
+PLOT = "noise_injection.png"
+
+
+def _interval(iv: Any) -> str:
+    return "-" if iv is None else f"{iv.mean:.4f} [{iv.low:.4f}, {iv.high:.4f}]"
+
+
+def table_rows(rows: Sequence[Mapping[str, Any]], reference: str) -> list[dict[str, str]]:
+    """The report's table: one row per technique, the intervals as text.
+
+    Example:
+      >>> from jaxreg.lab.stats import mean_interval
+      >>> rows = [{"name": "a", "chosen": "-", "val_acc": None, "diff": None, "beats": None,
+      ...          "test": mean_interval([0.8, 0.82])}]
+      >>> table_rows(rows, "a")[0]["vs"]
+      'reference'
+    """
+    out = []
+    for row in rows:
+        diff = row["diff"]
+        if row["name"] == reference:
+            vs, verdict = "reference", "-"
+        elif diff is None:
+            vs, verdict = "-", "diverged run: no interval"
+        else:
+            iv = diff.interval
+            vs = f"{iv.mean:+.4f} [{iv.low:+.4f}, {iv.high:+.4f}]"
+            verdict = diff.verdict
+        out.append(
+            {
+                "technique": row["name"],
+                "chosen": row["chosen"],
+                "val": "-" if row["val_acc"] is None else f"{row['val_acc']:.4f}",
+                "test": _interval(row["test"]),
+                "vs": vs,
+                "verdict": verdict,
+            }
+        )
+    return out
+
+
+def conclusion(rows: Sequence[Mapping[str, Any]], reference: str, level: float = 0.95) -> list[str]:
+    """The answer in words: which techniques beat the reference, and which significantly.
+
+    Example:
+      >>> conclusion([{"name": "d", "beats": None, "diff": None}], "d")[0]
+      'No technique had a higher mean test accuracy than d.'
+    """
+    pct = f"{100 * level:g}%"
+    above = [r for r in rows if r["beats"]]
+    significant = [r for r in above if r["diff"].verdict == "different"]
+    worse = [r for r in rows if r["beats"] is False and r["diff"].verdict == "different"]
+    if not above:
+        lines = [f"No technique had a higher mean test accuracy than {reference}."]
+    else:
+        names = ", ".join(f"{r['name']} ({r['diff'].interval.mean:+.4f})" for r in above)
+        lines = [f"Higher mean test accuracy than {reference}: {names}."]
+        if significant:
+            lines.append(
+                "Significantly better at "
+                + pct
+                + " (paired interval above 0): "
+                + ", ".join(r["name"] for r in significant)
+                + "."
+            )
+        else:
+            lines.append(
+                f"None of these differences is significant at {pct}: each paired interval "
+                "holds 0, so this run cannot tell them from dropout."
+            )
+    if worse:
+        lines.append(
+            f"Significantly worse than {reference} at {pct}: "
+            + ", ".join(r["name"] for r in worse)
+            + "."
+        )
+    return lines
+
+
+def plot(rows: Sequence[Mapping[str, Any]], results: Mapping[str, Any], path: Path) -> Path:
+    """Test accuracy per technique (seeds as dots, mean and interval as a bar), and the paired
+    difference to the reference with its interval."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 0.5 * len(rows) + 1.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2, sharey=True)
+    accs = {t["name"]: t["test_acc"] for t in results["techniques"]}
+    ys = list(range(len(rows)))[::-1]
+    for y, row in zip(ys, rows, strict=True):
+        left.plot(accs[row["name"]], [y] * len(accs[row["name"]]), "o", color="0.6", ms=4)
+        if row["test"] is not None:
+            iv = row["test"]
+            left.errorbar(iv.mean, y, xerr=[[iv.mean - iv.low], [iv.high - iv.mean]], fmt="sk")
+        if row["diff"] is not None:
+            iv = row["diff"].interval
+            colour = "tab:green" if row["diff"].verdict == "different" and iv.mean > 0 else "k"
+            if row["diff"].verdict == "different" and iv.mean < 0:
+                colour = "tab:red"
+            right.errorbar(
+                iv.mean, y, xerr=[[iv.mean - iv.low], [iv.high - iv.mean]], fmt="s", color=colour
+            )
+    left.set_yticks(ys, [r["name"] for r in rows])
+    left.set_xlabel(f"test accuracy (seeds, mean and {results.get('level', 0.95):.0%} interval)")
+    right.axvline(0.0, color="0.5", lw=1, ls="--")
+    right.set_xlabel(f"paired difference to {results['reference']}")
+    fig.suptitle(
+        f"Fashion-MNIST, 784-256-256-10, {results['epochs']} epochs, "
+        f"{len(results['seeds'])} seeds per technique"
+    )
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def write(
+    results: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    out: str | Path,
+    *,
+    command: str = "",
+    description: str = "",
+) -> Path:
+    """Writes ``results.json``, ``results.csv``, ``tuning.csv``, the plot and ``report.md``.
+
+    Args:
+      results: from :func:`jaxreg.lab.noise_injection.tune_then_confirm`.
+      rows: from :func:`jaxreg.lab.noise_injection.analyse`.
+      out: the folder.
+      command: the command line, quoted in the report.
+      description: the preset's description.
+
+    Returns:
+      The path of ``report.md``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ref, level = results["reference"], results.get("level", 0.95)
+    summary = []
+    for row in rows:
+        iv, diff = row["test"], row["diff"]
+        summary.append(
+            {
+                "technique": row["name"],
+                "chosen": row["chosen"],
+                "val_acc_tuning": row["val_acc"],
+                "test_acc_mean": None if iv is None else iv.mean,
+                "test_acc_low": None if iv is None else iv.low,
+                "test_acc_high": None if iv is None else iv.high,
+                "test_acc_sd": None if iv is None else iv.sd,
+                "n": None if iv is None else iv.n,
+                "diff_vs_ref": None if diff is None else diff.interval.mean,
+                "diff_low": None if diff is None else diff.interval.low,
+                "diff_high": None if diff is None else diff.interval.high,
+                "verdict": "reference" if row["name"] == ref else (diff and diff.verdict),
+            }
+        )
+    write_json(out / "results.json", {**results, "summary": summary, "command": command})
+    atomic_write_text(out / "results.csv", csv_text(summary, list(summary[0])))
+    tuning = [
+        {"technique": t["name"], **p["point"], "val_acc_mean": p["val_acc_mean"]}
+        for t in results["techniques"]
+        for p in t["tuning"]
+    ]
+    fields = list(dict.fromkeys(k for r in tuning for k in r))
+    atomic_write_text(out / "tuning.csv", csv_text(tuning, fields) if tuning else "")
+    plot(rows, results, out / PLOT)
+
+    data = results["data"]
+    seconds = sum(t["timing"]["run_s"] + t["timing"]["compile_s"] for t in results["techniques"])
+    lines = ["# Sweep: noise-injection", ""]
+    if command:
+        lines += ["```", command, "```", ""]
+    if description:
+        lines += [description[0].upper() + description[1:] + ".", ""]
+    lines += [
+        f"Fashion-MNIST: {data['train']} training images, {data['validation']} held out for "
+        f"validation (tuning only), {data['test']} test images. {results['epochs']} epochs per "
+        f"run. Tuning seeds {results['tune_seeds']}; confirmation seeds {results['seeds']}. "
+        f"Compute (compile + run): {seconds:.0f} s.",
+        "",
+        format_table(
+            table_rows(rows, ref),
+            ["technique", "chosen", "val", "test", "vs", "verdict"],
+            headers={
+                "chosen": "chosen on validation",
+                "val": "val acc (tuning)",
+                "test": f"test acc, mean [{level:.0%} CI]",
+                "vs": f"difference to {ref} [{level:.0%} CI]",
+                "verdict": "verdict",
+            },
+        ),
+        "",
+        f"Intervals: Student t over the {len(results['seeds'])} confirmation seeds. The "
+        f"difference to {ref} is paired: seed i starts every technique from the same weights "
+        "and batch order; 'different' means its interval excludes 0.",
+        "",
+        *conclusion(rows, ref, level),
+        "",
+        "Techniques:",
+        "",
+        *[f"- {t['name']}: {t['note']}" for t in results["techniques"] if t.get("note")],
+        "",
+        f"![{PLOT}]({PLOT})",
+        "",
+    ]
+    return atomic_write_text(out / "report.md", "\n".join(lines))
