@@ -219,6 +219,8 @@ class DropoutMLP(nn.Module):
         style: ``"scratch"`` or ``"concise"`` (parameter names only; same function).
         weight_init: ``"torch"`` or ``"normal"``.
         param_dtype: parameter dtype at initialization.
+        dropout_generator: the dropout masks' random bits, ``"bernoulli"`` (default) or
+            ``"bits16"`` (about 3x cheaper; see :mod:`jaxreg.keep_masks`).
 
     Example:
         >>> m = DropoutMLP()
@@ -239,6 +241,7 @@ class DropoutMLP(nn.Module):
     style: str = "scratch"
     weight_init: str = "torch"
     param_dtype: Any = jnp.float32
+    dropout_generator: str = "bernoulli"
 
     @nn.compact
     def __call__(
@@ -278,9 +281,10 @@ class DropoutMLP(nn.Module):
         else:
             x = x.reshape((x.shape[0], -1))
         x = nn.relu(Dense(self.num_hiddens1, name=names[0], **kw)(x))
-        x = Dropout(rate=self.dropout1)(x, deterministic=deterministic, rate=r1)
+        gen = self.dropout_generator
+        x = Dropout(rate=self.dropout1, generator=gen)(x, deterministic=deterministic, rate=r1)
         x = nn.relu(Dense(self.num_hiddens2, name=names[1], **kw)(x))
-        x = Dropout(rate=self.dropout2)(x, deterministic=deterministic, rate=r2)
+        x = Dropout(rate=self.dropout2, generator=gen)(x, deterministic=deterministic, rate=r2)
         return Dense(self.num_outputs, name=names[2], **kw)(x)
 
 

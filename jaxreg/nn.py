@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 
 from jaxreg.dropout import _check_probability, dropout, vanilla_dropout
+from jaxreg.keep_masks import check_generator
 from jaxreg.nn_noise import (
     AlphaDropout,
     DropConnectDense,
@@ -71,6 +72,9 @@ class Dropout(nn.Module):
             whole channels, like ``nn.Dropout2d``; see also :class:`Dropout2d`).
         deterministic: evaluation mode if True; if None it must be given at call time.
         rng_collection: the ``rngs`` collection the key is drawn from.
+        generator: the mask's random bits (:mod:`jaxreg.keep_masks`): ``"bernoulli"``
+            (default, flax's mask) or ``"bits16"`` (about 3x cheaper, keep probability exactly
+            ``round((1 - rate) * 65536) / 65536``).
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -87,6 +91,7 @@ class Dropout(nn.Module):
     broadcast_dims: Sequence[int] = ()
     deterministic: bool | None = None
     rng_collection: str = "dropout"
+    generator: str = "bernoulli"
 
     @nn.compact
     def __call__(
@@ -110,9 +115,10 @@ class Dropout(nn.Module):
 
         Raises:
             ValueError: if ``deterministic`` is given neither as attribute nor at call time (or
-                both), a concrete rate is outside ``[0, 1]``, or no ``rng_collection`` key was
-                passed in training mode.
+                both), a concrete rate is outside ``[0, 1]``, no ``rng_collection`` key was
+                passed in training mode, or ``generator`` is unknown.
         """
+        check_generator(self.generator)
         deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
         rate = self.rate if rate is None else rate
         concrete = _check_probability(rate, "rate")
@@ -121,7 +127,9 @@ class Dropout(nn.Module):
         if deterministic or concrete == 0.0:
             return inputs
         key = _rng_key(self, self.rng_collection, rng)
-        return dropout(inputs, rate, key=key, broadcast_dims=self.broadcast_dims)
+        return dropout(
+            inputs, rate, key=key, broadcast_dims=self.broadcast_dims, generator=self.generator
+        )
 
 
 class VanillaDropout(nn.Module):

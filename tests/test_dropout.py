@@ -623,3 +623,35 @@ def test_bad_generator_raises_naming_it(bad):
         dropout(jnp.ones(3), 0.5, deterministic=True, generator=bad)
     with pytest.raises(ValueError, match=match):
         dropout_mask(KEY, 0.5, (3,), generator=bad)
+
+
+def test_linen_dropout_and_mlp_take_the_generator():
+    from jaxreg.models import DropoutMLP
+    from jaxreg.nn import Dropout
+
+    x = _no_zeros()
+    key = jax.random.key(4)
+    layer = Dropout(rate=0.3, generator="bits16")
+    np.testing.assert_array_equal(
+        layer.apply({}, x, False, key), dropout(x, 0.3, key=key, generator="bits16")
+    )
+    np.testing.assert_array_equal(
+        Dropout(rate=0.3).apply({}, x, False, key), dropout(x, 0.3, key=key)
+    )
+    with pytest.raises(ValueError, match="generator must be one of"):
+        Dropout(rate=0.3, generator="fast").apply({}, x, True)
+
+    inputs = jax.random.uniform(jax.random.key(1), (64, 784))
+    params = DropoutMLP().init(jax.random.key(0), inputs)
+    rngs = {"dropout": jax.random.key(2)}
+    default = DropoutMLP().apply(params, inputs, deterministic=False, rngs=rngs)
+    fast_mlp = DropoutMLP(dropout_generator="bits16")
+    fast = fast_mlp.apply(params, inputs, deterministic=False, rngs=rngs)
+    assert bool(jnp.any(fast != default))
+    # The generator changes the masks only: evaluation is the same function.
+    np.testing.assert_array_equal(
+        fast_mlp.apply(params, inputs, deterministic=True),
+        DropoutMLP().apply(params, inputs, deterministic=True),
+    )
+    with pytest.raises(ValueError, match="generator must be one of"):
+        DropoutMLP(dropout_generator="fast").apply(params, inputs, deterministic=False, rngs=rngs)
