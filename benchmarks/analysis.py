@@ -21,6 +21,13 @@ SINGLE_ROWS = {
     "jax_step": "JAX jit(step) + Python loop",
     "jax_scan": "JAX whole epoch in one lax.scan",
 }
+# The JAX tools a researcher would otherwise use, each as its own docs teach (peer_rows).
+PEER_ROWS = {
+    "keras_fit": "Keras 3 on JAX, model.fit",
+    "nnx_jit": "Flax NNX, nnx.jit step + Python loop",
+    "equinox_filter_jit": "Equinox, filter_jit step + Python loop",
+}
+SINGLE_ROWS.update(PEER_ROWS)
 SWEEP_ROWS = {
     "sweep_jax_vmap": "Sweep: JAX vmap over the configs, one program",
     "sweep_jax_vmap_chunked": "Sweep: JAX vmap, chunks of configs in turn",
@@ -33,6 +40,13 @@ TARGETS = (
     ("speedup_vs_torch_eager", "JAX scan epoch vs torch eager in memory (speedup)", 5.0, True),
     ("speedup_vs_torch_compile", "JAX scan epoch vs torch.compile (speedup)", 1.0, True),
     ("roofline_fraction", "JAX scan fraction of measured matmul peak", 0.7, True),
+    (
+        "speedup_vs_fastest_jax_peer",
+        "JAX scan epoch vs the fastest JAX peer (Keras, NNX, Equinox) (speedup)",
+        1.5,
+        True,
+    ),
+    ("step_over_matmuls", "engine step / the same step's matmuls alone", 1.25, False),
     (
         "sweep_cost_ratio",
         "vmapped sweep, one program: per config-epoch / single-model scan epoch",
@@ -70,7 +84,13 @@ def build(
     derived = {name: _derive(name, row, peak["gflops"]) for name, row in rows.items()}
     jax_scan = _median(derived, "jax_scan")
     scan_gflops = derived.get("jax_scan", {}).get("gflops")
+    peers = {n: _median(derived, n) for n in PEER_ROWS if _median(derived, n) is not None}
+    machine_peak = _machine_peak(rows, peak)
     results: dict[str, Any] = {
+        # Issue 12's four headline ratios; sweep_cost_ratio(_chunked) below is the fourth.
+        "speedup_vs_fastest_jax_peer": common.ratio(min(peers.values(), default=None), jax_scan),
+        "step_over_matmuls": _step_over_matmuls(rows.get("jax_profile", {})),
+        "roofline_fraction_machine": common.ratio(scan_gflops, machine_peak["gflops"]),
         "speedup_vs_torch_eager": common.ratio(_median(derived, "torch_eager"), jax_scan),
         "roofline_fraction": common.ratio(scan_gflops, peak["gflops"]),
         "roofline_fraction_executed": common.ratio(
@@ -101,6 +121,8 @@ def build(
         "flops_per_example": common.FLOPS_PER_EXAMPLE,
         "executed_flops_per_example": common.EXECUTED_FLOPS_PER_EXAMPLE,
         "peak": peak,
+        "machine_peak": machine_peak,
+        "fastest_jax_peer": min(peers, key=peers.get) if peers else None,
         "wall_s": wall_s,
         "rows": derived,
     }
@@ -119,6 +141,25 @@ def _peak(rows: dict[str, dict]) -> dict[str, Any]:
     }
     method = next((rows[n].get("method") for n in values), None)
     return {"gflops": max(values.values()) if values else None, **values, "method": method}
+
+
+def _machine_peak(rows: dict[str, dict], xla: dict[str, Any]) -> dict[str, Any]:
+    """The best large float32 matmul of any library measured in this run (XLA, torch, NumPy)."""
+    values = {
+        "xla": xla["gflops"],
+        "torch": rows.get("torch_gemms", {}).get("peak_gflops"),
+        "numpy": rows.get("numpy_peak", {}).get("peak_gflops"),
+    }
+    values = {k: v for k, v in values.items() if v is not None}
+    best = max(values, key=values.get) if values else None
+    return {"gflops": values.get(best), "library": best, **values}
+
+
+def _step_over_matmuls(profile: dict) -> float | None:
+    """The engine's step (its own ``Train.step`` where the profile timed it) / its matmuls."""
+    parts = profile.get("parts_ms") or {}
+    step = parts.get("engine_step", parts.get("step_with_dropout"))
+    return common.ratio(step, parts.get("gemms_only"))
 
 
 def _derive(name: str, row: dict, peak_gflops: float | None) -> dict:

@@ -40,12 +40,17 @@ ROWS: dict[str, tuple[str, str]] = {
     "init": ("benchmarks.jax_rows", "init_params"),
     "peak_start": ("benchmarks.jax_rows", "peak"),
     "torch_gemms": ("benchmarks.torch_rows", "gemms"),
+    "numpy_peak": ("benchmarks.numpy_rows", "peak"),
     "jax_profile": ("benchmarks.jax_profile", "profile"),
     "torch_dataloader": ("benchmarks.torch_rows", "eager_dataloader"),
     "torch_eager": ("benchmarks.torch_rows", "eager_memory"),
     "torch_compile": ("benchmarks.torch_rows", "compiled"),
     "jax_step": ("benchmarks.jax_rows", "jitted_step"),
     "jax_scan": ("benchmarks.jax_rows", "scan"),
+    # The JAX peers, each as its own docs teach (benchmarks/peer_rows.py; the `bench` extra).
+    "keras_fit": ("benchmarks.peer_rows", "keras_fit"),
+    "nnx_jit": ("benchmarks.peer_rows", "nnx_jit"),
+    "equinox_filter_jit": ("benchmarks.peer_rows", "equinox_filter_jit"),
     # The same program compiled by two fresh processes sharing one new cache folder.
     "compile_cold": ("benchmarks.jax_rows", "compile_cache"),
     "compile_warm": ("benchmarks.jax_rows", "compile_cache"),

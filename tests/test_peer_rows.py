@@ -2,10 +2,12 @@
 
 No timing is asserted: these check that each twin is the benchmark's model (same forward pass
 as ``jaxreg.models.DropoutMLP`` from the shared initial weights) and that each row trains and
-reports what ``benchmarks.run`` reads. Skipped where the ``bench`` extra is not installed.
+reports what ``benchmarks.run`` reads (skipped where the ``bench`` extra is not installed),
+and that the analysis derives issue 12's headline ratios from the rows.
 """
 
 import dataclasses
+import importlib.util
 import math
 import os
 
@@ -17,12 +19,15 @@ import pytest
 # Keras picks its backend at import; without this it looks for TensorFlow.
 os.environ["KERAS_BACKEND"] = "jax"
 
-keras = pytest.importorskip("keras")
-eqx = pytest.importorskip("equinox")
 
-from benchmarks import common, peer_rows  # noqa: E402
+from benchmarks import analysis, common, peer_rows  # noqa: E402
 from jaxreg.convert import flax_to_torch  # noqa: E402
 from jaxreg.models import DropoutMLP  # noqa: E402
+
+needs_peers = pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("keras", "equinox")),
+    reason="the bench extra (keras, equinox) is not installed",
+)
 
 ROWS = ["keras_fit", "nnx_jit", "equinox_filter_jit"]
 
@@ -52,6 +57,7 @@ BUILDERS = {
 }
 
 
+@needs_peers
 @pytest.mark.parametrize("name", ROWS)
 def test_twin_is_the_benchmark_model(name, init):
     path, params = init
@@ -65,6 +71,7 @@ def test_twin_is_the_benchmark_model(name, init):
     assert not np.allclose(own, expected, atol=1e-3), name
 
 
+@needs_peers
 @pytest.mark.parametrize("name", ROWS)
 def test_row_trains_and_reports(name, init):
     path, _ = init
@@ -88,3 +95,55 @@ def test_row_trains_and_reports(name, init):
     assert min(losses[1:]) < losses[0] and losses[-1] == result["train_loss_last_epoch"], losses
     assert 0.2 < result["test_acc"] <= 1.0, result["test_acc"]
     assert result["peak_mem_mb"] >= 0 and result["framework"]
+
+
+def _timed(median_s, **extra):
+    return {
+        "epoch": {"median_s": median_s, "min_s": median_s, "max_s": median_s, "n": 1},
+        "samples_per_epoch": 256 * 234,
+        "steps_per_epoch": 234,
+        **extra,
+    }
+
+
+def test_analysis_headline_ratios_from_the_rows():
+    rows = {
+        "peak_start": {"peak_gflops": 250.0},
+        "peak_end": {"peak_gflops": 270.0},
+        "torch_gemms": {"peak_gflops": 340.0},
+        "numpy_peak": {"peak_gflops": 300.0},
+        "jax_profile": {
+            "parts_ms": {
+                "engine_step": 2.2,
+                "step_with_dropout": 2.1,
+                "step_without_dropout": 1.4,
+                "dropout_masks_only": 0.8,
+                "gemms_only": 1.6,
+            },
+            "gemm_gflops": 200.0,
+        },
+        "jax_scan": _timed(0.5),
+        "keras_fit": _timed(0.6),
+        "nnx_jit": _timed(0.8),
+        "equinox_filter_jit": {"error": "exit 1"},
+        "sweep_jax_vmap": _timed(9.0, config_epoch={"median_s": 0.55}, configs=64),
+    }
+    results = analysis.build({"gpu": None}, common.QUICK, rows, wall_s=1.0)
+    assert results["speedup_vs_fastest_jax_peer"] == pytest.approx(0.6 / 0.5)
+    assert results["fastest_jax_peer"] == "keras_fit"
+    # The engine's own Train.step, not the decomposed copy, over the matmuls alone.
+    assert results["step_over_matmuls"] == pytest.approx(2.2 / 1.6)
+    scan_gflops = common.FLOPS_PER_EXAMPLE * 256 * 234 / 0.5 / 1e9
+    assert results["roofline_fraction_machine"] == pytest.approx(scan_gflops / 340.0)
+    assert results["roofline_fraction"] == pytest.approx(scan_gflops / 270.0)
+    assert results["machine_peak"]["library"] == "torch"
+    assert results["sweep_cost_ratio"] == pytest.approx(0.55 / 0.5)
+    verdicts = {t["target"]: t["pass"] for t in results["targets"]}
+    assert verdicts[next(k for k in verdicts if "fastest JAX peer" in k)] is False
+    assert verdicts[next(k for k in verdicts if "matmuls alone" in k)] is False
+    # Without peer rows, the peer ratio is missing (None), not a made-up number.
+    bare = {k: v for k, v in rows.items() if k not in ROWS}
+    assert (
+        analysis.build({"gpu": None}, common.QUICK, bare, 1.0)["speedup_vs_fastest_jax_peer"]
+        is None
+    )
