@@ -26,6 +26,7 @@ LOSSES = ("cross_entropy", "nll", "mse", "bce")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 PENALTIES = ("none", "l1", "l2", "l2_mean", "l2_norm")
 ACTIVITY_KINDS = ("l1", "l2", "l2_norm")
+DTYPES = ("float32", "float64")
 HPARAMS = (
     "lr",
     "weight_decay",
@@ -111,6 +112,10 @@ class TrainConfig:
         dropout; in train mode it reflects the dropout of the layers below) on the first
         ``probe_size`` test examples (seed 004's exercise).
       probe_size: examples used for ``act_var``.
+      dtype: ``"float32"`` (default) or ``"float64"``: the dtype of the data, the parameters
+        (initialized as usual, then cast) and the hyperparameters. ``"float64"`` needs 64-bit
+        JAX (``jax.config.update("jax_enable_x64", True)`` before any array is made;
+        ``jaxreg run --dtype float64`` does it), the torch side then runs ``model.double()``.
       max_norm: None, or the default bound of a max-norm constraint applied after every step
         (:func:`jaxreg.max_norm` on the weights only, Srivastava et al. 2014's companion of
         dropout); ``hparams["max_norm"]`` overrides it, traced.
@@ -138,9 +143,17 @@ class TrainConfig:
     track_activation_variance: bool = False
     probe_size: int = 1000
     max_norm: float | None = None
+    dtype: str = "float32"
 
     def __post_init__(self):
         _check_choice("loss", self.loss, LOSSES)
+        _check_choice("dtype", self.dtype, DTYPES)
+        if self.dtype == "float64" and not jax.config.jax_enable_x64:
+            raise ValueError(
+                "dtype='float64' needs 64-bit JAX, which is off: call "
+                "jax.config.update('jax_enable_x64', True) (or set JAX_ENABLE_X64=1) before "
+                "creating arrays; `jaxreg run --dtype float64` does this"
+            )
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("penalty", self.penalty, PENALTIES)
         if not isinstance(self.model, nn.Module):
@@ -223,7 +236,9 @@ class TrainConfig:
 def normalize_hparams(
     config: TrainConfig, hparams: Mapping[str, Any] | None
 ) -> dict[str, jax.Array]:
-    """Fills defaults and checks names and concrete values; every value becomes a float32 array.
+    """Fills defaults and checks names and concrete values; every value becomes an array.
+
+    The arrays have the config's ``dtype`` (float32 unless the run is in float64).
 
     All values are broadcast to the largest leading shape given, so a sweep may pass some
     hyperparameters as ``(C,)`` arrays and others as scalars.
@@ -279,7 +294,7 @@ def normalize_hparams(
     for k, v in values.items():
         if not isinstance(v, jax.core.Tracer):
             check_hparam(k, np.asarray(v, np.float64))
-        out[k] = jnp.broadcast_to(jnp.asarray(v, jnp.float32), shape)
+        out[k] = jnp.broadcast_to(jnp.asarray(v, config.dtype), shape)
     return out
 
 

@@ -128,7 +128,7 @@ class Train:
                 )
             replicated = jax.sharding.NamedSharding(batch_mesh, jax.sharding.PartitionSpec())
             self.data = jax.device_put(self.data, replicated)
-        self._template_x = jnp.zeros((1, *np.shape(given["x_train"])[1:]), jnp.float32)
+        self._template_x = jnp.zeros((1, *np.shape(given["x_train"])[1:]), config.dtype)
         self._jit_run = jax.jit(self.pure, donate_argnames=("init_state",))
         self._jit_epoch = jax.jit(self._epoch_pure, donate_argnames=("state",))
         self._jit_init = jax.jit(self._init_pure)
@@ -151,7 +151,9 @@ class Train:
             variables = self.config.model.init(
                 {"params": init_key, "dropout": init_key}, self._template_x, **kwargs
             )
-            state = TrainState(variables["params"], None, zero, jnp.int32(-1), zero)
+            # Initialized as in float32, then cast: a float64 run starts from the same weights.
+            params = jax.tree.map(lambda p: p.astype(self.config.dtype), variables["params"])
+            state = TrainState(params, None, zero, jnp.int32(-1), zero)
         elif isinstance(init_state, TrainState | TrainResult):
             state = _as_state(init_state)
         else:
@@ -172,7 +174,7 @@ class Train:
         if total > n:
             order = jnp.concatenate([order, jnp.zeros(total - n, order.dtype)])
         order = order[:total].reshape(steps, bs)
-        valid = (jnp.arange(total) < n).astype(jnp.float32).reshape(steps, bs)
+        valid = (jnp.arange(total) < n).astype(self.config.dtype).reshape(steps, bs)
         return order, valid
 
     def _step_pure(self, opt, keys, state: TrainState, xb, yb, row_mask, hparams):
@@ -357,8 +359,9 @@ class Train:
         hp = self.normalize_hparams(hparams)
         x, y, *rest = batch
         label_dtype = placement.label_dtype(self.config)
-        x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, label_dtype)
-        row_mask = jnp.asarray(rest[0], jnp.float32) if rest else jnp.ones(len(x), jnp.float32)
+        dtype = self.config.dtype
+        x, y = jnp.asarray(x, dtype), jnp.asarray(y, label_dtype)
+        row_mask = jnp.asarray(rest[0], dtype) if rest else jnp.ones(len(x), dtype)
         opt = objective.optimizer(self.config, hp, state.params)
         state, (loss, obj, acc) = self._step_pure(opt, self._keys(key), state, x, y, row_mask, hp)
         return state, {"loss": loss, "objective": obj, "acc": acc}

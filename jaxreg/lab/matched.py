@@ -71,7 +71,7 @@ class MatchedStreams:
         self.first_step = int(first_step)
         self.first_epoch = int(first_epoch)
         self._params = train.init(key, hparams).params
-        x = jnp.zeros((train.batch_size, *train.data["x_train"].shape[1:]), jnp.float32)
+        x = jnp.zeros((train.batch_size, *train.data["x_train"].shape[1:]), train.config.dtype)
 
         def epoch_masks(params, hp, steps):
             def one(step):

@@ -67,7 +67,7 @@ def as_arrays(data: Any) -> dict[str, np.ndarray]:
 
 def label_dtype(config) -> type:
     """int32 class labels for ``cross_entropy``/``nll``, float32 targets otherwise."""
-    return np.int32 if config.loss in ("cross_entropy", "nll") else np.float32
+    return np.int32 if config.loss in ("cross_entropy", "nll") else np.dtype(config.dtype)
 
 
 def device_arrays(arrays: dict[str, np.ndarray], config) -> dict[str, jax.Array]:
@@ -93,20 +93,21 @@ def device_arrays(arrays: dict[str, np.ndarray], config) -> dict[str, jax.Array]
       ((8, 784), [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0])
     """
     labels = label_dtype(config)
+    dtype = np.dtype(config.dtype)
     out = {
-        "x_train": jnp.asarray(np.asarray(arrays["x_train"], np.float32)),
+        "x_train": jnp.asarray(np.asarray(arrays["x_train"], dtype)),
         "y_train": jnp.asarray(np.asarray(arrays["y_train"], labels)),
     }
     for split in sorted(s for s in ("test", "val") if "x_" + s in arrays):
-        x = np.asarray(arrays["x_" + split], np.float32)
+        x = np.asarray(arrays["x_" + split], dtype)
         y = np.asarray(arrays["y_" + split], labels)
         eb = min(config.eval_batch_size, len(x))
         pad = (-len(x)) % eb
         # Padding to whole eval batches keeps one static shape; the mask drops the pad rows.
         out["x_" + split] = jnp.asarray(np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]))
         out["y_" + split] = jnp.asarray(np.concatenate([y, np.zeros((pad, *y.shape[1:]), y.dtype)]))
-        out["m_" + split] = jnp.asarray(np.arange(len(x) + pad) < len(x), jnp.float32)
+        out["m_" + split] = jnp.asarray(np.arange(len(x) + pad) < len(x), dtype)
     if config.track_activation_variance:
         probe = arrays.get("x_test", arrays["x_train"])
-        out["x_probe"] = jnp.asarray(np.asarray(probe[: config.probe_size], np.float32))
+        out["x_probe"] = jnp.asarray(np.asarray(probe[: config.probe_size], dtype))
     return out

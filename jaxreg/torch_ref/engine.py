@@ -284,7 +284,7 @@ def train_classifier(
             batches = shuffled_batches(len(x_train), batch_size, generator, drop_last)
             step_masks = None
         else:
-            order = torch.from_numpy(np.asarray(matched.order(epoch), np.int64))
+            order = torch.from_numpy(np.array(matched.order(epoch), np.int64))
             batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
             step_masks = matched.step_masks(epoch)
         for index in batches:
