@@ -36,7 +36,7 @@ import optax
 import pytest
 import torch
 import torch.nn.functional as F
-from _parity import Recorder, Tol, base_tol, to_jax, to_torch, torch_device, torch_dtype
+from _parity import EXACT, Recorder, Tol, base_tol, to_jax, to_torch, torch_device, torch_dtype
 from _trajectory import MULTIPLE, SAMPLES, Relabeled, check, jax_perturbation, measure
 
 import jaxreg
@@ -369,3 +369,22 @@ def test_trajectory_bound_rejects(case, dtype, device):
             continue
         accepted.append(kind)
     assert not accepted, f"{case} [{dtype}]: the trajectory bound accepted {accepted}"
+
+
+def test_nan_is_a_failure_unless_expected():
+    """Two all-NaN tensors are not an error of 0; expected NaNs must match in position."""
+    nan = np.full(3, np.nan)
+    recorder = Recorder("nan_rule", FAMILY, "cpu", "float64")
+    with pytest.raises(AssertionError, match="max rel err inf"):
+        recorder.check("all NaN", nan.copy(), torch.from_numpy(nan), EXACT)
+    partial = np.array([1.0, np.nan, 2.0])
+    recorder.check(
+        "NaN expected", partial.copy(), torch.from_numpy(partial), EXACT, expect_nan=True
+    )
+    moved = np.array([np.nan, 1.0, 2.0])
+    with pytest.raises(AssertionError, match="max rel err inf"):
+        recorder.check("moved NaN", moved, torch.from_numpy(partial), EXACT, expect_nan=True)
+    with pytest.raises(AssertionError, match="at step 1"):
+        recorder.check_envelope("seq", partial.copy(), partial, np.ones(3), EXACT, scale="step")
+    with pytest.raises(ValueError, match="scale='sum'"):
+        recorder.check_envelope("seq", partial, partial, np.ones(3), EXACT, scale="sum")
