@@ -17,11 +17,13 @@ measured, per case and per dtype, from the reference framework itself:
   infinity-norm relative error, as everywhere in the suite).
 
 The bound is therefore several samples of the same dtype's own noise (not float32 against
-float64, which underestimates float32's self-noise), it is tight early (1e-7 noise at step 0)
-and, because each case compares a horizon over which the recipe's noise stays small, it still
-rejects a run from another initialization or all-zero parameters (``test_trajectory_bound_
-rejects``). The JAX side can itself be relabeled (``PARITY_PERTURB_JAX=<seed>``) to see the
-margins under another rounding order, as another CPU's kernels would give.
+float64, which underestimates float32's self-noise and made the suite fail on an AVX-512 Intel
+CPU while it passed where MKL takes its AVX2 path), tight early (1e-7 noise at step 0) and,
+because each case compares a horizon over which the recipe's noise stays small, still
+discriminating at the last step: ``test_trajectory_bound_rejects`` feeds runs from
+another initialization and from all-zero parameters to the same check. The JAX side can itself
+be relabeled (``PARITY_PERTURB_JAX=<seed>``) to see the margins under another rounding order,
+as another CPU's kernels would give.
 """
 
 from __future__ import annotations
