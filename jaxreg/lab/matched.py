@@ -33,7 +33,23 @@ from jaxreg.lab import objective
 DROPOUT_LAYERS = (jnn.Dropout, jnn.VanillaDropout, nn.Dropout)
 
 
-def _capture_masks(train, params, hparams, key, x) -> list[jax.Array]:
+def capture_dropout_masks(apply_fn, *args, **kwargs) -> list[jax.Array]:
+    """The keep-masks the dropout layers of ``apply_fn(*args, **kwargs)`` draw, in call order.
+
+    ``apply_fn`` is a Flax ``apply`` (or anything that calls Linen modules) run in training mode
+    with its usual rng streams. Each dropout layer is fed ones instead of its input, so it
+    returns ``1 / keep`` where it keeps and 0 where it drops; the draws (key, module path, call
+    count) are those of the real call, only the values that flow on are not.
+
+    Example:
+      >>> import jaxreg.models as M
+      >>> model = M.DropoutMLP()
+      >>> params = model.init(jax.random.key(0), jnp.ones((4, 784)))
+      >>> masks = capture_dropout_masks(model.apply, params, jnp.ones((4, 784)),
+      ...                               deterministic=False, rngs={"dropout": jax.random.key(1)})
+      >>> [m.shape for m in masks]
+      [(4, 256), (4, 256)]
+    """
     masks = []
 
     def interceptor(next_fun, args, kwargs, context):
@@ -44,7 +60,7 @@ def _capture_masks(train, params, hparams, key, x) -> list[jax.Array]:
         return next_fun(*args, **kwargs)
 
     with nn.intercept_methods(interceptor):
-        objective.apply_model(train.config, params, x, hparams, train=True, key=key)
+        apply_fn(*args, **kwargs)
     return masks
 
 
@@ -76,7 +92,9 @@ class MatchedStreams:
         def epoch_masks(params, hp, steps):
             def one(step):
                 dkey = train.dropout_key(key, step)
-                return _capture_masks(train, params, hp, dkey, x)
+                return capture_dropout_masks(
+                    objective.apply_model, train.config, params, x, hp, train=True, key=dkey
+                )
 
             return jax.vmap(one)(steps)
 

@@ -336,6 +336,8 @@ def train_regression(
     eval_every: int,
     seed: int,
     progress: Any = None,
+    matched: Any = None,
+    dtype: torch.dtype = torch.float32,
 ) -> dict[str, Any]:
     """Seed 002's over-fitting loop: full-batch MSE, eval-mode test fits every ``eval_every``.
 
@@ -350,6 +352,9 @@ def train_regression(
         epoch (as ``jaxreg.lab.engine`` does).
       seed: seeds torch's global RNG (dropout masks).
       progress: optional tqdm-like object, updated per epoch.
+      matched: as for :func:`train_classifier`: the one full batch of every epoch replays the
+        JAX run's dropout masks (the engine's order of a full batch changes nothing).
+      dtype: the data's dtype (the caller converts the model).
 
     Returns:
       ``{"train_loss": [per epoch], "eval_epochs": [...], "test_loss": [...],
@@ -363,13 +368,25 @@ def train_regression(
       [0, 2]
     """
     torch.manual_seed(seed)
-    x, y = to_tensor(train[0], torch.float32), to_tensor(train[1], torch.float32)
-    tx, ty = to_tensor(test[0], torch.float32), to_tensor(test[1], torch.float32)
+    x, y = to_tensor(train[0], dtype), to_tensor(train[1], dtype)
+    tx, ty = to_tensor(test[0], dtype), to_tensor(test[1], dtype)
     keys = ("train_loss", "eval_epochs", "test_loss", "test_pred")
     history: dict[str, Any] = {k: [] for k in keys}
+    replay = MaskReplay()
     for epoch in range(epochs):
         model.train()
-        loss = F.mse_loss(model(x), y)
+        if matched is None:
+            xb, yb = x, y
+            out = model(xb)
+        else:
+            # Full batch: the order is irrelevant to the mean, but the masks are per row.
+            order = torch.from_numpy(np.array(matched.order(epoch), np.int64))
+            xb, yb = x[order], y[order]
+            replay.set_step(next(matched.step_masks(epoch)))
+            with replaying(replay):
+                out = model(xb)
+            replay.finish_step()
+        loss = F.mse_loss(out, yb)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -36,7 +36,8 @@ class MaskReplay:
     """The keep-masks of one training step, handed out to the dropout calls in order.
 
     Masks may have more rows than the batch (JAX pads the last partial batch to a full one, with
-    the padding rows last); the first ``batch`` rows are used.
+    the padding rows last); the first ``batch`` rows are used. A call that asks for size 1 on an
+    axis where the mask is larger (a channel or time-shared draw) gets index 0 of that axis.
 
     Example:
         >>> replay = MaskReplay()
@@ -69,8 +70,16 @@ class MaskReplay:
         self._next += 1
         self.calls += 1
         shape = tuple(shape)
-        if mask.ndim == len(shape) and mask.shape[0] > shape[0]:
-            mask = mask[: shape[0]]
+        if mask.ndim == len(shape):
+            # Rows beyond the batch are JAX's padding; a size-1 axis asked for where the mask has
+            # more is a torch twin drawing one value per broadcast group (jaxreg's
+            # ``broadcast_dims``): it takes the group's value at index 0, so a JAX mask that is not
+            # constant along that axis makes the two runs differ instead of passing unnoticed.
+            index = tuple(
+                slice(0, n) if d == 0 else slice(0, 1) if n == 1 else slice(None)
+                for d, n in enumerate(shape)
+            )
+            mask = mask[index]
         if mask.shape != shape:
             raise ValueError(
                 f"mask replay: dropout call {self._next} has input shape {shape}, the replayed "
