@@ -33,10 +33,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jaxreg.lab.engine import EPOCH_METRICS
+from jaxreg.lab.config import EPOCH_METRICS
 from jaxreg.torch_ref.replay import MaskReplay, replaying
 
-# The per-epoch metric names are jaxreg.lab.engine's, so the two frameworks' histories line up.
+# The per-epoch metric names are jaxreg.lab.config's, so the two frameworks' histories line up.
 METRICS = EPOCH_METRICS
 
 
