@@ -176,3 +176,5 @@ def test_smoke_cli_writes_a_row_per_technique_with_finite_intervals(tmp_path, ca
     assert np.isfinite([p["val_acc_mean"] for t in tuned for p in t["tuning"]]).all()
     assert (out / "results.csv").is_file() and (out / "tuning.csv").is_file()
     assert (out / noise_report.PLOT).stat().st_size > 1000
+    # results.json holds every number the report states: rendering it again gives the same text.
+    assert noise_report.rewrite(out).read_text() == report

@@ -308,14 +308,15 @@ def analyse(results: Mapping[str, Any], level: float = 0.95) -> list[dict[str, A
 
 
 def describe_point(point: Mapping[str, float]) -> str:
-    """A chosen point as text, zero weight decay left out.
+    """A chosen point as text, names sorted (as ``results.json`` stores them), zero weight decay
+    left out.
 
     Example:
       >>> describe_point({"weight_decay": 0.0, "strength": 0.2})
       'strength=0.2'
     """
     shown = {k: v for k, v in point.items() if not (k == "weight_decay" and v == 0.0)}
-    return ", ".join(f"{k}={v:g}" for k, v in shown.items()) or "-"
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(shown.items())) or "-"
 
 
 def run(

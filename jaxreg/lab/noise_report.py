@@ -95,6 +95,29 @@ def conclusion(rows: Sequence[Mapping[str, Any]], reference: str, level: float =
     return lines
 
 
+def edge_choices(results: Mapping[str, Any]) -> list[str]:
+    """Techniques whose chosen value is the smallest or largest of its grid axis.
+
+    The optimum may then lie beyond the grid; the report says so rather than hide it.
+
+    Example:
+      >>> tech = {"name": "d", "chosen": {"strength": 0.1}, "tuning": [
+      ...     {"point": {"strength": v}} for v in (0.1, 0.2, 0.3)]}
+      >>> edge_choices({"techniques": [tech]})
+      ['d (strength=0.1, grid 0.1 to 0.3)']
+    """
+    notes = []
+    for tech in results["techniques"]:
+        for axis in {k for p in tech["tuning"] for k in p["point"]}:
+            values = sorted({p["point"][axis] for p in tech["tuning"]})
+            value = tech["chosen"][axis]
+            if len(values) > 1 and value in (values[0], values[-1]):
+                notes.append(
+                    f"{tech['name']} ({axis}={value:g}, grid {values[0]:g} to {values[-1]:g})"
+                )
+    return notes
+
+
 def plot(rows: Sequence[Mapping[str, Any]], results: Mapping[str, Any], path: Path) -> Path:
     """Test accuracy per technique (seeds as dots, mean and interval as a bar), and the paired
     difference to the reference with its interval."""
@@ -176,7 +199,8 @@ def write(
                 "verdict": "reference" if row["name"] == ref else (diff and diff.verdict),
             }
         )
-    write_json(out / "results.json", {**results, "summary": summary, "command": command})
+    record = {**results, "summary": summary, "command": command, "description": description}
+    write_json(out / "results.json", record)
     atomic_write_text(out / "results.csv", csv_text(summary, list(summary[0])))
     tuning = [
         {"technique": t["name"], **p["point"], "val_acc_mean": p["val_acc_mean"]}
@@ -218,6 +242,16 @@ def write(
         "",
         *conclusion(rows, ref, level),
         "",
+        *(
+            [
+                "Chosen at an edge of its grid (the best setting may lie beyond it): "
+                + "; ".join(edge_choices(results))
+                + ".",
+                "",
+            ]
+            if edge_choices(results)
+            else []
+        ),
         "Techniques:",
         "",
         *[f"- {t['name']}: {t['note']}" for t in results["techniques"] if t.get("note")],
@@ -226,3 +260,35 @@ def write(
         "",
     ]
     return atomic_write_text(out / "report.md", "\n".join(lines))
+
+
+def rewrite(out: str | Path) -> Path:
+    """Renders ``out/report.md`` and the other files again from ``out/results.json``.
+
+    The analysis reads only the measured numbers, so a report can be regenerated (after a
+    change to the rendering) without training again.
+
+    Returns:
+      The path of ``report.md``.
+    """
+    import json
+
+    from jaxreg.lab.noise_injection import analyse
+
+    out = Path(out)
+    results = json.loads((out / "results.json").read_text())
+    results.pop("summary", None)
+    command = results.pop("command", "")
+    for tech in results["techniques"]:
+        # to_plain wrote non-finite floats as strings.
+        for key in ("test_acc", "val_acc", "train_acc"):
+            tech[key] = [float(v) for v in tech[key]]
+        for point in tech["tuning"]:
+            point["val_acc_mean"] = float(point["val_acc_mean"])
+    description = results.pop("description", None)
+    if description is None:
+        from jaxreg.lab.noise_injection import load_preset
+
+        description = load_preset().get("description", "")
+    rows = analyse(results, results.get("level", 0.95))
+    return write(results, rows, out, command=command, description=description)
