@@ -128,19 +128,19 @@ def test_analysis_pairs_seeds_and_says_which_beat_the_reference():
     # Every seed +0.01: the paired interval is a point above 0 even though the spread of each
     # side is larger than the gap (a Welch interval would hold 0).
     results = _fake_results(ref, [a + 0.01 for a in ref])
-    rows = ni.analyse(results)
+    rows = noise_report.analyse(results)
     assert rows[1]["diff"].method == "paired" and rows[1]["diff"].verdict == "different"
     assert rows[1]["beats"] and rows[1]["val_acc"] == 0.9 and rows[1]["chosen"] == "strength=0.1"
     assert rows[0]["diff"] is None and rows[0]["test"].n == 4
     text = noise_report.conclusion(rows, "dropout")
     assert "Higher mean test accuracy than dropout: b (+0.0100)" in text[0]
     assert "Significantly better at 95%" in text[1]
-    noisy = ni.analyse(_fake_results(ref, [0.83, 0.80, 0.84, 0.81]))
+    noisy = noise_report.analyse(_fake_results(ref, [0.83, 0.80, 0.84, 0.81]))
     assert noisy[1]["diff"].verdict == "consistent"
     assert (
         "None of these differences is significant" in noise_report.conclusion(noisy, "dropout")[1]
     )
-    broken = ni.analyse(_fake_results(ref, ref, diverged=True))
+    broken = noise_report.analyse(_fake_results(ref, ref, diverged=True))
     assert broken[1]["test"] is None and broken[1]["diff"] is None
     assert noise_report.table_rows(broken, "dropout")[1]["verdict"] == "diverged run: no interval"
 

@@ -17,7 +17,7 @@ Seed ``i`` gives every technique the same initial weights and batch order
 differences are paired. Every technique is one :class:`jaxreg.lab.engine.TrainConfig`; its
 grid and its seeds run vmapped as one compiled program (:func:`jaxreg.lab.sweep.run_sweep`),
 the strength, weight decay and max-norm bound being traced hyperparameters. The figures of the
-report (:mod:`jaxreg.lab.noise_report`) all come from the run.
+report (:mod:`jaxreg.lab.noise_report`: intervals, verdicts, files) all come from the run.
 
 PyTorch equivalent: none built in; a loop over techniques, grid points and seeds around a torch
 training loop, then ``scipy.stats.ttest_rel``.
@@ -257,68 +257,6 @@ def tune_then_confirm(
     }
 
 
-def analyse(results: Mapping[str, Any], level: float = 0.95) -> list[dict[str, Any]]:
-    """One row per technique: test accuracy mean and interval, difference to the reference.
-
-    The difference is paired (seed ``i`` of every technique starts from the same weights and
-    batch order); a technique with a diverged seed has no interval (``None``).
-
-    Args:
-      results: from :func:`tune_then_confirm`.
-      level: confidence level of the intervals.
-
-    Returns:
-      Dicts with ``name``, ``chosen`` (text), ``val_acc`` (the chosen point's tuning mean, or
-      None), ``test`` (:class:`jaxreg.lab.stats.Interval`), ``diff`` (a
-      :class:`jaxreg.lab.stats.Difference` vs the reference, None for the reference) and
-      ``beats`` (mean above the reference's).
-
-    Example:
-      >>> res = {"reference": "a", "techniques": [
-      ...     {"name": "a", "chosen": {}, "tuning": [], "test_acc": [0.80, 0.81, 0.82]},
-      ...     {"name": "b", "chosen": {"strength": 0.1}, "tuning": [],
-      ...      "test_acc": [0.82, 0.83, 0.84]}]}
-      >>> rows = analyse(res)
-      >>> rows[1]["diff"].verdict, round(rows[1]["diff"].interval.mean, 4), rows[1]["beats"]
-      ('different', 0.02, True)
-    """
-    from jaxreg.lab import stats
-
-    by_name = {t["name"]: t for t in results["techniques"]}
-    ref = by_name[results["reference"]]["test_acc"]
-    ref_ok = all(map(math.isfinite, ref))
-    rows = []
-    for tech in results["techniques"]:
-        accs = tech["test_acc"]
-        ok = all(map(math.isfinite, accs))
-        chosen_tune = [t for t in tech["tuning"] if t["point"] == tech["chosen"]]
-        row = {
-            "name": tech["name"],
-            "chosen": describe_point(tech["chosen"]),
-            "val_acc": chosen_tune[0]["val_acc_mean"] if chosen_tune else None,
-            "test": stats.mean_interval(accs, level) if ok else None,
-            "diff": None,
-            "beats": None,
-        }
-        if tech["name"] != results["reference"] and ok and ref_ok:
-            row["diff"] = stats.difference(accs, ref, level=level, paired=True)
-            row["beats"] = row["diff"].interval.mean > 0
-        rows.append(row)
-    return rows
-
-
-def describe_point(point: Mapping[str, float]) -> str:
-    """A chosen point as text, names sorted (as ``results.json`` stores them), zero weight decay
-    left out.
-
-    Example:
-      >>> describe_point({"weight_decay": 0.0, "strength": 0.2})
-      'strength=0.2'
-    """
-    shown = {k: v for k, v in point.items() if not (k == "weight_decay" and v == 0.0)}
-    return ", ".join(f"{k}={v:g}" for k, v in sorted(shown.items())) or "-"
-
-
 def run(
     out: str | Path,
     *,
@@ -377,7 +315,7 @@ def run(
     )
     results["level"] = 0.95
     results["data"]["source"] = f"synthetic({synthetic})" if synthetic else "fashion-mnist"
-    rows = analyse(results, results["level"])
+    rows = noise_report.analyse(results, results["level"])
     return noise_report.write(
         results, rows, out, command=command, description=preset.get("description", "")
     )

@@ -1,6 +1,8 @@
-"""The files ``jaxreg sweep noise-injection`` leaves: report, tables, raw numbers and a plot.
+"""What ``jaxreg sweep noise-injection`` concludes and the files it leaves.
 
-Analysis is :func:`jaxreg.lab.noise_injection.analyse`; this module renders it. Every number in
+:func:`analyse` turns the measured accuracies into intervals and verdicts
+(:mod:`jaxreg.lab.stats`); :func:`write` renders them: report, tables, raw numbers, a plot. Every
+number in
 ``report.md`` is read from the results of the run (nothing is typed in), every file is written
 atomically (:mod:`jaxreg.lab.files`) and tables go through :func:`jaxreg.lab.report.format_table`.
 
@@ -9,6 +11,7 @@ PyTorch equivalent: none (a results table and a matplotlib figure written by han
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,68 @@ from jaxreg.lab.files import atomic_write_bytes, atomic_write_text, csv_text, wr
 from jaxreg.lab.report import format_table
 
 PLOT = "noise_injection.png"
+
+
+def analyse(results: Mapping[str, Any], level: float = 0.95) -> list[dict[str, Any]]:
+    """One row per technique: test accuracy mean and interval, difference to the reference.
+
+    The difference is paired (seed ``i`` of every technique starts from the same weights and
+    batch order); a technique with a diverged seed has no interval (``None``).
+
+    Args:
+      results: from :func:`tune_then_confirm`.
+      level: confidence level of the intervals.
+
+    Returns:
+      Dicts with ``name``, ``chosen`` (text), ``val_acc`` (the chosen point's tuning mean, or
+      None), ``test`` (:class:`jaxreg.lab.stats.Interval`), ``diff`` (a
+      :class:`jaxreg.lab.stats.Difference` vs the reference, None for the reference) and
+      ``beats`` (mean above the reference's).
+
+    Example:
+      >>> res = {"reference": "a", "techniques": [
+      ...     {"name": "a", "chosen": {}, "tuning": [], "test_acc": [0.80, 0.81, 0.82]},
+      ...     {"name": "b", "chosen": {"strength": 0.1}, "tuning": [],
+      ...      "test_acc": [0.82, 0.83, 0.84]}]}
+      >>> rows = analyse(res)
+      >>> rows[1]["diff"].verdict, round(rows[1]["diff"].interval.mean, 4), rows[1]["beats"]
+      ('different', 0.02, True)
+    """
+    from jaxreg.lab import stats
+
+    by_name = {t["name"]: t for t in results["techniques"]}
+    ref = by_name[results["reference"]]["test_acc"]
+    ref_ok = all(map(math.isfinite, ref))
+    rows = []
+    for tech in results["techniques"]:
+        accs = tech["test_acc"]
+        ok = all(map(math.isfinite, accs))
+        chosen_tune = [t for t in tech["tuning"] if t["point"] == tech["chosen"]]
+        row = {
+            "name": tech["name"],
+            "chosen": describe_point(tech["chosen"]),
+            "val_acc": chosen_tune[0]["val_acc_mean"] if chosen_tune else None,
+            "test": stats.mean_interval(accs, level) if ok else None,
+            "diff": None,
+            "beats": None,
+        }
+        if tech["name"] != results["reference"] and ok and ref_ok:
+            row["diff"] = stats.difference(accs, ref, level=level, paired=True)
+            row["beats"] = row["diff"].interval.mean > 0
+        rows.append(row)
+    return rows
+
+
+def describe_point(point: Mapping[str, float]) -> str:
+    """A chosen point as text, names sorted (as ``results.json`` stores them), zero weight decay
+    left out.
+
+    Example:
+      >>> describe_point({"weight_decay": 0.0, "strength": 0.2})
+      'strength=0.2'
+    """
+    shown = {k: v for k, v in point.items() if not (k == "weight_decay" and v == 0.0)}
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(shown.items())) or "-"
 
 
 def _interval(iv: Any) -> str:
@@ -169,7 +234,7 @@ def write(
 
     Args:
       results: from :func:`jaxreg.lab.noise_injection.tune_then_confirm`.
-      rows: from :func:`jaxreg.lab.noise_injection.analyse`.
+      rows: from :func:`analyse`.
       out: the folder.
       command: the command line, quoted in the report.
       description: the preset's description.
@@ -272,8 +337,6 @@ def rewrite(out: str | Path) -> Path:
       The path of ``report.md``.
     """
     import json
-
-    from jaxreg.lab.noise_injection import analyse
 
     out = Path(out)
     results = json.loads((out / "results.json").read_text())
