@@ -1,11 +1,14 @@
 """The JAX step profile: where one training step's time goes, each part alone in a compiled scan.
 
 Parts: the step's executed matmuls alone, the step with and without dropout, vmapped over
-configurations, the dropout masks alone (threefry and rbg), the minibatch gather alone. Runs in
+configurations, the dropout masks alone (threefry, rbg and the "bits16" generator of
+``jaxreg.keep_masks``, also timed inside the engine's step), the minibatch gather alone. Runs in
 its own process like every row (see ``benchmarks.run``); timed with ``jaxreg.lab.timing``.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +24,9 @@ from benchmarks.jax_rows import (
     _model,
     setup,
 )
+from jaxreg.dropout import dropout_mask
 from jaxreg.lab import timing
+from jaxreg.lab.engine import make_train
 
 
 def make_step(model, optimizer, rates, deterministic: bool = False):
@@ -76,7 +81,8 @@ def _scan_time(body, carry, operands, steps: int, repeats: int = 5) -> float:
 def profile(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
     """Times the parts of one training step, each run N times inside one compiled scan.
 
-    Parts: the engine's ``Train.step``; the step's eight executed matmuls alone (forward, dW, and
+    Parts: the engine's ``Train.step`` (with the default and the ``"bits16"`` mask generator);
+    the step's eight executed matmuls alone (forward, dW, and
     dX but for layer 1); the step without dropout; the real step (dropout 0.2 / 0.5); the two
     dropout masks alone; the minibatch gather alone. The differences say where an epoch's time
     goes beyond the matmuls.
@@ -161,16 +167,31 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
         m2 = jax.random.bernoulli(k2, 1 - rates[1], (b, common.LAYERS[1][1]))
         return c + jnp.sum(m1) + jnp.sum(m2)
 
+    def mask_body_bits16(c, i, operands):
+        (base,) = operands
+        k1, k2 = jax.random.split(jax.random.fold_in(base, i))
+        m1 = dropout_mask(k1, rates[0], (b, common.LAYERS[0][1]), generator="bits16")
+        m2 = dropout_mask(k2, rates[1], (b, common.LAYERS[1][1]), generator="bits16")
+        return c + jnp.sum(m1) + jnp.sum(m2)
+
     def gather_body(c, i, operands):
         x_all, order = operands
         return c + 1e-30 * jnp.sum(x_all[order[i]])
 
     hp = train.normalize_hparams(HPARAMS)
 
-    def engine_body(state, i, operands):
-        x_all, y_all, order = operands
-        idx = order[i]
-        return train.step(state, (x_all[idx], y_all[idx]), key, hp)[0]
+    def engine_body_of(train):
+        def engine_body(state, i, operands):
+            x_all, y_all, order = operands
+            idx = order[i]
+            return train.step(state, (x_all[idx], y_all[idx]), key, hp)[0]
+
+        return engine_body
+
+    engine_body = engine_body_of(train)
+    # The same engine with the cheaper mask generator (jaxreg.keep_masks, "bits16").
+    model16 = train.config.model.clone(dropout_generator="bits16")
+    train16 = make_train(dataclasses.replace(train.config, model=model16), ds)
 
     carry = (params, optimizer.init(params))
     seconds = {
@@ -193,6 +214,13 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
         "step_without_dropout": _scan_time(step_body(True), carry, (*data, order), steps),
         "step_with_dropout": _scan_time(step_body(False), carry, (*data, order), steps),
         "dropout_masks_only": _scan_time(mask_body, jnp.int32(0), (key,), steps),
+        "engine_step_bits16": _scan_time(
+            engine_body_of(train16),
+            train16.init(jax.random.key(INIT_KEY), HPARAMS),
+            (*data, order),
+            steps,
+        ),
+        "dropout_masks_only_bits16": _scan_time(mask_body_bits16, jnp.int32(0), (key,), steps),
         # The same masks from XLA's RngBitGenerator instead of threefry: the RNG's share.
         "dropout_masks_only_rbg": _scan_time(
             mask_body, jnp.int32(0), (jax.random.key(3, impl="rbg"),), steps

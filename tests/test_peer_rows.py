@@ -115,6 +115,7 @@ def test_analysis_headline_ratios_from_the_rows():
         "jax_profile": {
             "parts_ms": {
                 "engine_step": 2.2,
+                "engine_step_bits16": 1.9,
                 "step_with_dropout": 2.1,
                 "step_without_dropout": 1.4,
                 "dropout_masks_only": 0.8,
@@ -133,6 +134,7 @@ def test_analysis_headline_ratios_from_the_rows():
     assert results["fastest_jax_peer"] == "keras_fit"
     # The engine's own Train.step, not the decomposed copy, over the matmuls alone.
     assert results["step_over_matmuls"] == pytest.approx(2.2 / 1.6)
+    assert results["step_over_matmuls_bits16"] == pytest.approx(1.9 / 1.6)
     scan_gflops = common.FLOPS_PER_EXAMPLE * 256 * 234 / 0.5 / 1e9
     assert results["roofline_fraction_machine"] == pytest.approx(scan_gflops / 340.0)
     assert results["roofline_fraction"] == pytest.approx(scan_gflops / 270.0)
