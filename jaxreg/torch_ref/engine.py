@@ -23,10 +23,8 @@ This module imports torch at the top: ``import jaxreg`` never imports it.
 
 from __future__ import annotations
 
-import math
-import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -35,85 +33,24 @@ import torch.nn.functional as F
 
 from jaxreg.lab.config import EPOCH_METRICS
 from jaxreg.torch_ref.replay import MaskReplay, replaying
+from jaxreg.torch_ref.seed_loops import (  # noqa: F401 (re-exported: the torch side's loops)
+    mc_dropout_predict,
+    param_groups,
+    train_activity,
+    train_regression,
+)
+from jaxreg.torch_ref.tensors import (  # noqa: F401 (re-exported)
+    THREADS_ENV,
+    configure_threads,
+    load_params,
+    param_norm,
+    to_tensor,
+    zero_fraction,
+)
+from jaxreg.torch_ref.tensors import logits as _logits
 
 # The per-epoch metric names are jaxreg.lab.config's, so the two frameworks' histories line up.
 METRICS = EPOCH_METRICS
-
-
-THREADS_ENV = "JAXREG_TORCH_THREADS"
-
-
-def configure_threads(num_threads: int | None = None) -> int:
-    """Sets torch's intra-op CPU threads: ``num_threads``, else ``$JAXREG_TORCH_THREADS``, else 1.
-
-    Why 1 by default: on a small shared CPU machine torch's OpenMP pool spin-waits when the cores
-    are oversubscribed; on this project's 2-core machine under load, one SGD step of the
-    784-256-10 MLP took 20 ms with one thread and 500 ms with two.
-
-    Args:
-      num_threads: threads to use, or None for the environment variable or 1.
-
-    Returns:
-      The number of threads set.
-
-    Example:
-      >>> configure_threads(1)
-      1
-    """
-    if num_threads is None:
-        text = os.environ.get(THREADS_ENV, "1")
-        try:
-            num_threads = int(text)
-        except ValueError:
-            raise ValueError(f"${THREADS_ENV}={text!r}: expected a positive integer") from None
-    if num_threads < 1:
-        raise ValueError(f"num_threads={num_threads}: expected a positive integer")
-    torch.set_num_threads(num_threads)
-    return num_threads
-
-
-def to_tensor(array: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Converts a NumPy or JAX array to a CPU torch tensor (copying: JAX buffers are read-only).
-
-    Args:
-      array: any array-like (numpy, jax.Array, list, tensor).
-      dtype: optional torch dtype to cast to.
-
-    Returns:
-      A contiguous CPU tensor.
-
-    Example:
-      >>> to_tensor(np.zeros((2, 3), np.float32)).shape
-      torch.Size([2, 3])
-    """
-    if isinstance(array, torch.Tensor):
-        tensor = array.detach().cpu()
-    else:
-        tensor = torch.from_numpy(np.array(array, copy=True))
-    return tensor.to(dtype) if dtype is not None else tensor
-
-
-def load_params(model: torch.nn.Module, state: dict[str, Any]) -> torch.nn.Module:
-    """Loads a ``jaxreg.convert.flax_to_torch`` dict (numpy arrays) into a torch twin, strictly.
-
-    Args:
-      model: the torch twin of the Flax model the parameters came from.
-      state: mapping from torch parameter names to arrays.
-
-    Returns:
-      ``model``, with its parameters replaced (so JAX and torch start from the same weights).
-
-    Example:
-      >>> net = torch.nn.Linear(2, 1)
-      >>> _ = load_params(net, {"weight": np.ones((1, 2), np.float32), "bias": np.zeros(1)})
-    """
-    reference = model.state_dict()
-    tensors = {
-        name: to_tensor(value, dtype=reference[name].dtype) if name in reference else value
-        for name, value in state.items()
-    }
-    model.load_state_dict(tensors, strict=True)
-    return model
 
 
 def shuffled_batches(
@@ -141,34 +78,6 @@ def shuffled_batches(
     stop = num_examples - num_examples % batch_size if drop_last else num_examples
     for start in range(0, stop, batch_size):
         yield order[start : start + batch_size]
-
-
-def param_norm(model: torch.nn.Module, weights_only: bool = False) -> float:
-    """Global Euclidean norm over all parameters (``jaxreg.lab.engine``'s ``param_norm``).
-
-    With ``weights_only=True``, over the matrices and kernels only (ndim >= 2, no biases):
-    ``jaxreg.masks.weights_only``'s selection, the engine's ``weight_norm``.
-    """
-    with torch.no_grad():
-        squares = [
-            float((p.double() ** 2).sum())
-            for p in model.parameters()
-            if not weights_only or p.ndim >= 2
-        ]
-    return math.sqrt(sum(squares))
-
-
-def zero_fraction(model: torch.nn.Module) -> float:
-    """Fraction of parameter entries that are exactly zero (L1's sparsity)."""
-    with torch.no_grad():
-        total = sum(p.numel() for p in model.parameters())
-        zeros = sum(int((p == 0).sum()) for p in model.parameters())
-    return zeros / max(total, 1)
-
-
-def _logits(output: Any) -> torch.Tensor:
-    # ActivityMLP returns (out, layer1_out, layer2_out); every other model returns the logits.
-    return output[0] if isinstance(output, tuple) else output
 
 
 def evaluate(
@@ -258,6 +167,7 @@ def train_classifier(
 
     Example:
       >>> net = torch.nn.Linear(4, 2)
+      >>> _ = torch.nn.init.zeros_(net.bias)  # zero inputs: the bias alone decides
       >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
       >>> data = (np.zeros((8, 4), np.float32), np.zeros(8, np.int64))
       >>> hist = train_classifier(net, opt, data, data, epochs=1, batch_size=4, seed=0)
@@ -324,207 +234,3 @@ def train_classifier(
         if on_epoch is not None:
             on_epoch(epoch, metrics)
     return history
-
-
-def train_regression(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    train: tuple[Any, Any],
-    test: tuple[Any, Any],
-    *,
-    epochs: int,
-    eval_every: int,
-    seed: int,
-    progress: Any = None,
-    matched: Any = None,
-    dtype: torch.dtype = torch.float32,
-) -> dict[str, Any]:
-    """Seed 002's over-fitting loop: full-batch MSE, eval-mode test fits every ``eval_every``.
-
-    Args:
-      model: ``RegressionNet`` twin (with or without dropout).
-      optimizer: ``torch.optim.Adam`` (lr 0.001 for net_overfitting, 0.01 for net_dropped).
-      train: ``(x, y)``, shapes (N, 1).
-      test: ``(x, y)``, shapes (N, 1).
-      epochs: full-batch steps (500 in the seed).
-      eval_every: evaluate in eval mode after the step of every epoch with
-        ``epoch % eval_every == 0`` (50 in the seed), as the seed does, and after the last
-        epoch (as ``jaxreg.lab.engine`` does).
-      seed: seeds torch's global RNG (dropout masks).
-      progress: optional tqdm-like object, updated per epoch.
-      matched: as for :func:`train_classifier`: the one full batch of every epoch replays the
-        JAX run's dropout masks (the engine's order of a full batch changes nothing).
-      dtype: the data's dtype (the caller converts the model).
-
-    Returns:
-      ``{"train_loss": [per epoch], "eval_epochs": [...], "test_loss": [...],
-      "test_pred": [array per eval]}``.
-
-    Example:
-      >>> net = torch.nn.Linear(1, 1)
-      >>> opt = torch.optim.Adam(net.parameters(), lr=0.01)
-      >>> xy = (np.zeros((4, 1), np.float32), np.zeros((4, 1), np.float32))
-      >>> train_regression(net, opt, xy, xy, epochs=3, eval_every=2, seed=0)["eval_epochs"]
-      [0, 2]
-    """
-    torch.manual_seed(seed)
-    x, y = to_tensor(train[0], dtype), to_tensor(train[1], dtype)
-    tx, ty = to_tensor(test[0], dtype), to_tensor(test[1], dtype)
-    keys = ("train_loss", "eval_epochs", "test_loss", "test_pred")
-    history: dict[str, Any] = {k: [] for k in keys}
-    replay = MaskReplay()
-    for epoch in range(epochs):
-        model.train()
-        if matched is None:
-            xb, yb = x, y
-            out = model(xb)
-        else:
-            # Full batch: the order is irrelevant to the mean, but the masks are per row.
-            order = torch.from_numpy(np.array(matched.order(epoch), np.int64))
-            xb, yb = x[order], y[order]
-            replay.set_step(next(matched.step_masks(epoch)))
-            with replaying(replay):
-                out = model(xb)
-            replay.finish_step()
-        loss = F.mse_loss(out, yb)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        history["train_loss"].append(loss.item())
-        if epoch % eval_every == 0 or epoch == epochs - 1:
-            model.eval()
-            with torch.no_grad():
-                pred = model(tx)
-            history["eval_epochs"].append(epoch)
-            history["test_loss"].append(float(F.mse_loss(pred, ty)))
-            history["test_pred"].append(pred.numpy().reshape(-1).copy())
-        if progress is not None:
-            progress.update(1)
-    return history
-
-
-def train_activity(
-    make_model: Callable[[], torch.nn.Module],
-    inputs: Any,
-    *,
-    lr: float,
-    lambda1: float,
-    lambda2: float,
-    faithful: bool = False,
-    penalties: tuple[Callable, Callable] | None = None,
-    progress: Any = None,
-) -> list[float]:
-    """Seed 001's activity-penalty loop: CE + lambda1 * L1(layer1_out) + lambda2 * L2(layer2_out).
-
-    Args:
-      make_model: builds an ``ActivityMLP`` twin (called once, or every step when faithful).
-      inputs: ``(steps, batch, 128)`` inputs, one batch per step (the seed draws
-        ``torch.rand(4, 128)`` each step; passing them in lets JAX see the same batches).
-      lr: SGD learning rate (1e-4).
-      lambda1: weight of the L1 penalty on ``layer1_out`` (0.5).
-      lambda2: weight of the L2-norm penalty on ``layer2_out`` (0.01).
-      faithful: re-create the model and optimizer every step, as the seed does (nothing is
-        learned across steps).
-      penalties: ``(l1_penalty, l2_penalty)`` activation penalties; default: the seed's formulas
-        from ``jaxreg.torch_ref.penalties``.
-      progress: optional tqdm-like object, updated per step.
-
-    Returns:
-      The loss printed at each step (before that step's update).
-
-    Example:
-      >>> from jaxreg.torch_ref.models import ActivityMLP
-      >>> losses = train_activity(ActivityMLP, np.random.rand(2, 4, 128), lr=1e-4,
-      ...                         lambda1=0.5, lambda2=0.01)
-      >>> len(losses)
-      2
-    """
-    if penalties is None:
-        from jaxreg.torch_ref import penalties as seed_penalties
-
-        penalties = (seed_penalties.seed001_l1_penalty, seed_penalties.seed001_l2_penalty)
-    l1_fn, l2_fn = penalties
-    batches = to_tensor(inputs, torch.float32)
-    model = make_model()
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    losses = []
-    for step in range(len(batches)):
-        if faithful and step > 0:
-            model = make_model()
-            optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-        xb = batches[step]
-        targets = torch.ones(len(xb), dtype=torch.long)
-        out, layer1_out, layer2_out = model(xb)
-        loss = (
-            F.cross_entropy(out, targets)
-            + lambda1 * l1_fn(layer1_out)
-            + lambda2 * l2_fn(layer2_out)
-        )
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-        if progress is not None:
-            progress.update(1)
-    return losses
-
-
-def mc_dropout_predict(
-    model: torch.nn.Module, x: Any, *, num_samples: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Monte-Carlo dropout in torch: mean and variance of softmax over ``num_samples`` passes.
-
-    The torch counterpart of ``jaxreg.mc_dropout_predict`` (seed 001's "repeat M times and
-    average").
-
-    Args:
-      model: a classifier with dropout layers; it is run in ``train()`` mode.
-      x: inputs.
-      num_samples: the number M of stochastic passes.
-      seed: seeds torch's global RNG.
-
-    Returns:
-      ``(mean_probs, var_probs)`` as numpy arrays of shape (N, classes).
-
-    Example:
-      >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Dropout(0.5))
-      >>> mean, var = mc_dropout_predict(net, np.ones((4, 3), np.float32), num_samples=8, seed=0)
-    """
-    if num_samples <= 0:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
-    torch.manual_seed(seed)
-    xs = to_tensor(x, torch.float32)
-    was_training = model.training
-    model.train()
-    with torch.no_grad():
-        probs = torch.stack([F.softmax(_logits(model(xs)), dim=1) for _ in range(num_samples)])
-    model.train(was_training)
-    return probs.mean(0).numpy(), probs.var(0, unbiased=False).numpy()
-
-
-def param_groups(
-    model: torch.nn.Module, weight_decay: float, decay: Sequence[str]
-) -> list[dict[str, Any]]:
-    """Seed 004's param groups: ``weight_decay`` on the named parameters only.
-
-    Args:
-      model: the torch model.
-      weight_decay: decay for the ``decay`` group.
-      decay: parameter names that decay (e.g. ``("W1", "W2")``); all others get none.
-
-    Returns:
-      A list of two param-group dicts for ``torch.optim.SGD``.
-
-    Example:
-      >>> groups = param_groups(torch.nn.Linear(2, 2), 0.01, ("weight",))
-      >>> [g["weight_decay"] for g in groups]
-      [0.01, 0.0]
-    """
-    named = dict(model.named_parameters())
-    unknown = sorted(set(decay) - set(named))
-    if unknown:
-        raise ValueError(f"decay names {unknown} are not parameters; allowed: {sorted(named)}")
-    return [
-        {"params": [named[n] for n in named if n in decay], "weight_decay": weight_decay},
-        {"params": [named[n] for n in named if n not in decay], "weight_decay": 0.0},
-    ]
