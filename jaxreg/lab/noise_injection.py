@@ -155,6 +155,19 @@ def _points(tech: Mapping[str, Any], chosen: Mapping[str, dict]) -> list[dict[st
     return [{**base, **p} for p in grid(**axes)] if axes else [base]
 
 
+def tuning_mean(values: Sequence[float]) -> float:
+    """Mean validation accuracy of a tuning point over its seeds; NaN if any seed diverged.
+
+    Example:
+      >>> tuning_mean([0.5, 1.0]), tuning_mean([0.8, float("nan")])
+      (0.75, nan)
+    """
+    values = [float(v) for v in values]
+    if not values or not all(map(math.isfinite, values)):
+        return math.nan
+    return math.fsum(values) / len(values)
+
+
 def _add_timing(timing: dict[str, float], stats: Mapping[str, Any]) -> None:
     timing["compile_s"] += stats["compile_s"]
     timing["run_s"] += stats["run_s_session"]
@@ -220,8 +233,12 @@ def tune_then_confirm(
         if len(points) > 1:
             result = sweep.run_sweep(train, points, tune_seeds, chunk_size=chunk)
             val = _final(result, "val_acc")
-            means = [math.fsum(v) / len(v) if all(map(math.isfinite, v)) else -1.0 for v in val]
-            best = max(range(len(points)), key=lambda i: (means[i], -i))
+            means = [tuning_mean(v) for v in val]
+            # A diverged point (NaN mean) never wins; ties go to the first point.
+            best = max(
+                range(len(points)),
+                key=lambda i: (means[i] if math.isfinite(means[i]) else -math.inf, -i),
+            )
             tuning = [
                 {"point": p, "val_acc": v, "val_acc_mean": m}
                 for p, v, m in zip(points, val, means, strict=True)

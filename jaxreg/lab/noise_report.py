@@ -183,6 +183,29 @@ def edge_choices(results: Mapping[str, Any]) -> list[str]:
     return notes
 
 
+def diverged_lines(results: Mapping[str, Any]) -> list[str]:
+    """Report lines naming every run whose objective became NaN/Inf (none: no lines).
+
+    Example:
+      >>> tech = {"name": "gn", "diverged": [], "tuning": [
+      ...     {"point": {"strength": 3.0}, "val_acc": [float("nan")]}]}
+      >>> diverged_lines({"techniques": [tech]})[0]
+      'Diverged (objective NaN/Inf; never chosen): gn strength=3 while tuning (1 seed).'
+    """
+    parts = []
+    for tech in results["techniques"]:
+        for p in tech["tuning"]:
+            n = sum(not math.isfinite(float(v)) for v in p["val_acc"])
+            if n:
+                point = describe_point(p["point"])
+                parts.append(f"{tech['name']} {point} while tuning ({n} seed{'s' * (n > 1)})")
+        if tech.get("diverged"):
+            parts.append(f"{tech['name']} at the chosen point, seeds {tech['diverged']}")
+    if not parts:
+        return []
+    return ["Diverged (objective NaN/Inf; never chosen): " + "; ".join(parts) + ".", ""]
+
+
 def plot(rows: Sequence[Mapping[str, Any]], results: Mapping[str, Any], path: Path) -> Path:
     """Test accuracy per technique (seeds as dots, mean and interval as a bar), and the paired
     difference to the reference with its interval."""
@@ -268,7 +291,12 @@ def write(
     write_json(out / "results.json", record)
     atomic_write_text(out / "results.csv", csv_text(summary, list(summary[0])))
     tuning = [
-        {"technique": t["name"], **p["point"], "val_acc_mean": p["val_acc_mean"]}
+        {
+            "technique": t["name"],
+            **p["point"],
+            "val_acc_mean": p["val_acc_mean"],
+            "diverged_seeds": sum(not math.isfinite(v) for v in p["val_acc"]),
+        }
         for t in results["techniques"]
         for p in t["tuning"]
     ]
@@ -307,6 +335,7 @@ def write(
         "",
         *conclusion(rows, ref, level),
         "",
+        *diverged_lines(results),
         *(
             [
                 "Chosen at an edge of its grid (the best setting may lie beyond it): "
@@ -338,6 +367,8 @@ def rewrite(out: str | Path) -> Path:
     """
     import json
 
+    from jaxreg.lab.noise_injection import tuning_mean
+
     out = Path(out)
     results = json.loads((out / "results.json").read_text())
     results.pop("summary", None)
@@ -347,7 +378,8 @@ def rewrite(out: str | Path) -> Path:
         for key in ("test_acc", "val_acc", "train_acc"):
             tech[key] = [float(v) for v in tech[key]]
         for point in tech["tuning"]:
-            point["val_acc_mean"] = float(point["val_acc_mean"])
+            point["val_acc"] = [float(v) for v in point["val_acc"]]
+            point["val_acc_mean"] = tuning_mean(point["val_acc"])
     description = results.pop("description", None)
     if description is None:
         from jaxreg.lab.noise_injection import load_preset
