@@ -26,7 +26,7 @@ PyTorch equivalent: d2l's ``train_ch3`` (seed 004) and the loops in
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -37,61 +37,15 @@ from jaxreg.lab import objective, placement
 
 # TrainConfig, EPOCH_METRICS and HPARAMS are re-exported: callers import them from the engine.
 from jaxreg.lab.config import EPOCH_METRICS, HPARAMS, TrainConfig, call_kwargs, normalize_hparams
+from jaxreg.lab.state import TrainResult, TrainState, as_state
 
 __all__ = ["EPOCH_METRICS", "HPARAMS", "TrainConfig", "TrainResult", "TrainState", "make_train"]
 
 _KEY_NAMES = ("init", "shuffle", "dropout", "eval")
 
 
-class TrainState(NamedTuple):
-    """What one step carries to the next: parameters, optimizer state, the run's position.
-
-    ``step`` counts optimizer steps and ``epoch`` finished epochs since the run began (not since
-    the current call), ``diverged_step`` is the first step whose objective was not finite (-1).
-    """
-
-    params: Any
-    opt_state: Any
-    step: jax.Array
-    diverged_step: jax.Array
-    epoch: jax.Array
-
-
-class TrainResult(NamedTuple):
-    """What ``train`` returns.
-
-    ``metrics`` maps each name of :data:`EPOCH_METRICS` (and ``val_*``, ``act_var*`` when present)
-    to an ``[epochs]`` array, plus ``diverged_step``: the first optimizer step whose objective was
-    NaN or Inf, -1 if none. ``snapshots`` is the parameter pytree with a leading axis over the
-    epochs ``train.snapshot_epochs`` (None when ``snapshot_every == 0``). ``step`` and ``epoch``
-    are the run's counters at the end, so ``init_state=result`` continues the run's streams
-    (a result built without them continues from counters 0).
-    """
-
-    params: Any
-    opt_state: Any
-    metrics: dict[str, jax.Array]
-    snapshots: Any = None
-    step: Any = None
-    epoch: Any = None
-
-
 def _selected_epochs(epochs: int, every: int) -> np.ndarray:
     return np.array([e for e in range(epochs) if e % every == 0 or e == epochs - 1], np.int32)
-
-
-def _as_state(init_state: Any) -> Any:
-    """A state or result -> a TrainState with its counters (no old metrics, nothing donated)."""
-    if isinstance(init_state, TrainResult):
-        metrics = init_state.metrics or {}
-        return TrainState(
-            init_state.params,
-            init_state.opt_state,
-            jnp.asarray(0 if init_state.step is None else init_state.step, jnp.int32),
-            jnp.asarray(metrics.get("diverged_step", -1), jnp.int32),
-            jnp.asarray(0 if init_state.epoch is None else init_state.epoch, jnp.int32),
-        )
-    return init_state
 
 
 class Train:
@@ -155,7 +109,7 @@ class Train:
             params = jax.tree.map(lambda p: p.astype(self.config.dtype), variables["params"])
             state = TrainState(params, None, zero, jnp.int32(-1), zero)
         elif isinstance(init_state, TrainState | TrainResult):
-            state = _as_state(init_state)
+            state = as_state(init_state)
         else:
             # Bare parameters: a fresh run (counters at 0) from these weights.
             state = TrainState(init_state, None, zero, jnp.int32(-1), zero)
@@ -286,7 +240,7 @@ class Train:
         Returns:
           A :class:`TrainResult`.
         """
-        return self._jit_run(self.data, key, self.normalize_hparams(hparams), _as_state(init_state))
+        return self._jit_run(self.data, key, self.normalize_hparams(hparams), as_state(init_state))
 
     def fit(self, key, hparams=None, init_state=None, *, on_epoch=None, progress=None):
         """Same run as calling ``train``, one jitted epoch at a time (for progress and callbacks).
@@ -305,7 +259,7 @@ class Train:
           reassociation.
         """
         hp = self.normalize_hparams(hparams)
-        state = self._jit_init(key, hp, _as_state(init_state))
+        state = self._jit_init(key, hp, as_state(init_state))
         history, snaps = [], []
         snap_set = set(self.snapshot_epochs.tolist())
         for epoch in range(self.config.epochs):
