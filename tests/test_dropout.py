@@ -655,3 +655,34 @@ def test_linen_dropout_and_mlp_take_the_generator():
     )
     with pytest.raises(ValueError, match="generator must be one of"):
         DropoutMLP(dropout_generator="fast").apply(params, inputs, deterministic=False, rngs=rngs)
+
+
+def test_train_config_dropout_generator_reaches_the_engine():
+    from jaxreg.lab.config import TrainConfig
+    from jaxreg.lab.engine import make_train
+    from jaxreg.models import DropoutMLP, WeightDecayMLP
+
+    x = jax.random.uniform(jax.random.key(0), (64, 784))
+    y = jnp.arange(64) % 10
+    hp = {"lr": 0.5, "dropout1": 0.2, "dropout2": 0.5}
+
+    def one_step(**kw):
+        cfg = TrainConfig(model=DropoutMLP(), batch_size=64, epochs=1, **kw)
+        train = make_train(cfg, (x, y))
+        state = train.init(jax.random.key(1), hp)
+        return cfg, train.step(state, (x, y), jax.random.key(2), hp)[0].params
+
+    cfg, fast = one_step(dropout_generator="bits16")
+    assert cfg.model.dropout_generator == "bits16"
+    _, default = one_step()
+    _, explicit = one_step(dropout_generator="bernoulli")
+    assert TrainConfig(model=DropoutMLP()).model.dropout_generator == "bernoulli"
+    same = jax.tree.map(lambda a, b: bool(jnp.all(a == b)), default, explicit)
+    assert all(jax.tree.leaves(same))
+    # The masks differ, so the first update does.
+    same = jax.tree.map(lambda a, b: bool(jnp.all(a == b)), default, fast)
+    assert not all(jax.tree.leaves(same))
+    with pytest.raises(ValueError, match="generator must be one of"):
+        TrainConfig(model=DropoutMLP(), dropout_generator="fast")
+    with pytest.raises(ValueError, match="WeightDecayMLP has no dropout_generator"):
+        TrainConfig(model=WeightDecayMLP(), dropout_generator="bits16")

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxreg.keep_masks import check_generator
+
 LOSSES = ("cross_entropy", "nll", "mse", "bce")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 PENALTIES = ("none", "l1", "l2", "l2_mean", "l2_norm")
@@ -119,6 +121,10 @@ class TrainConfig:
       max_norm: None, or the default bound of a max-norm constraint applied after every step
         (:func:`jaxreg.max_norm` on the weights only, Srivastava et al. 2014's companion of
         dropout); ``hparams["max_norm"]`` overrides it, traced.
+      dropout_generator: None (the model's own masks) or a mask generator of
+        :mod:`jaxreg.keep_masks` (``"bernoulli"``, ``"bits16"``) set on a model that has a
+        ``dropout_generator`` attribute (:class:`jaxreg.models.DropoutMLP`); ``model`` is then
+        that model with the attribute replaced.
     """
 
     model: nn.Module
@@ -144,6 +150,7 @@ class TrainConfig:
     probe_size: int = 1000
     max_norm: float | None = None
     dtype: str = "float32"
+    dropout_generator: str | None = None
 
     def __post_init__(self):
         _check_choice("loss", self.loss, LOSSES)
@@ -158,6 +165,15 @@ class TrainConfig:
         _check_choice("penalty", self.penalty, PENALTIES)
         if not isinstance(self.model, nn.Module):
             raise ValueError(f"model={self.model!r}: expected a flax.linen.Module instance")
+        if self.dropout_generator is not None:
+            check_generator(self.dropout_generator)
+            if not hasattr(self.model, "dropout_generator"):
+                raise ValueError(
+                    f"dropout_generator={self.dropout_generator!r}: "
+                    f"{type(self.model).__name__} has no dropout_generator attribute"
+                )
+            generator = self.dropout_generator
+            object.__setattr__(self, "model", self.model.clone(dropout_generator=generator))
         if self.batch_size is not None and not _is_pos_int(self.batch_size):
             raise ValueError(f"batch_size={self.batch_size!r}: expected a positive int or None")
         for name in ("epochs", "eval_every", "eval_batch_size", "probe_size"):
