@@ -20,6 +20,7 @@ SINGLE_ROWS = {
     "torch_compile": "PyTorch torch.compile(step)",
     "jax_step": "JAX jit(step) + Python loop",
     "jax_scan": "JAX whole epoch in one lax.scan",
+    "jax_scan_bits16": "JAX whole epoch in one lax.scan, bits16 dropout masks",
 }
 # The JAX tools a researcher would otherwise use, each as its own docs teach (peer_rows).
 PEER_ROWS = {

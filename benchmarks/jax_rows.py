@@ -83,8 +83,12 @@ def _model():
     return DropoutMLP(**common.model_kwargs())
 
 
-def _make_train(workload: common.Workload, epochs: int, ds=None):
-    """The library's engine for the seed 003 recipe; drop_last keeps every step 256 examples."""
+def _make_train(workload: common.Workload, epochs: int, ds=None, generator: str | None = None):
+    """The library's engine for the seed 003 recipe; drop_last keeps every step 256 examples.
+
+    ``generator``: the dropout masks' generator (``TrainConfig.dropout_generator``; None = the
+    default, ``"bernoulli"``).
+    """
     from jaxreg.lab.engine import TrainConfig, make_train
 
     config = TrainConfig(
@@ -95,6 +99,7 @@ def _make_train(workload: common.Workload, epochs: int, ds=None):
         drop_last=True,
         # Evaluate after the first and the last epoch only: the timed epochs train, as in torch.
         eval_every=max(epochs, 1),
+        dropout_generator=generator,
     )
     return make_train(config, ds if ds is not None else _data(workload))
 
@@ -142,16 +147,18 @@ def _memory(rss: common.PeakRSS) -> dict[str, Any]:
     }
 
 
-def scan(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
+def scan(
+    workload: common.Workload, init_path: str, device: str = "auto", generator: str | None = None
+) -> dict:
     """``jaxreg.lab.engine``: each epoch one compiled ``lax.scan`` over its minibatches.
 
     ``Train.fit`` runs one jitted epoch per call and reads the epoch's metrics back (the sync);
     an epoch's time is the time between two ``on_epoch`` callbacks. The first epoch holds the
-    compilation (init and epoch functions).
+    compilation (init and epoch functions). ``generator`` picks the dropout mask generator.
     """
     setup()
     epochs = workload.warmup_epochs + workload.epochs
-    train = _make_train(workload, epochs)
+    train = _make_train(workload, epochs, generator=generator)
     marks: list[float] = []
     with common.PeakRSS() as rss:
         marks.append(time.perf_counter())
@@ -208,6 +215,11 @@ def compile_cache(workload: common.Workload, init_path: str, device: str = "auto
         "compile_saved_s": events["saved_s"],
         "method": "jaxreg.lab.timing.compile_and_time(jax.jit(train.pure)) in a fresh process",
     }
+
+
+def scan_bits16(workload: common.Workload, init_path: str, device: str = "auto") -> dict:
+    """The ``scan`` row with the ``"bits16"`` dropout masks (16 random bits per element)."""
+    return scan(workload, init_path, device, generator="bits16")
 
 
 def jitted_step(workload: common.Workload, init_path: str, device: str = "auto") -> dict:

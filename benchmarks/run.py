@@ -47,6 +47,7 @@ ROWS: dict[str, tuple[str, str]] = {
     "torch_compile": ("benchmarks.torch_rows", "compiled"),
     "jax_step": ("benchmarks.jax_rows", "jitted_step"),
     "jax_scan": ("benchmarks.jax_rows", "scan"),
+    "jax_scan_bits16": ("benchmarks.jax_rows", "scan_bits16"),
     # The JAX peers, each as its own docs teach (benchmarks/peer_rows.py; the `bench` extra).
     "keras_fit": ("benchmarks.peer_rows", "keras_fit"),
     "nnx_jit": ("benchmarks.peer_rows", "nnx_jit"),
