@@ -4,8 +4,10 @@ Usage::
 
     jaxreg list
     jaxreg run NAME [--framework jax|torch|both] [--epochs N] [--seed S] [--faithful]
+                    [--matched] [--dtype float32|float64] [--seeds N]
                     [--config FILE] [--out DIR] [--data-dir D] [--train-size N] [--test-size N]
-    jaxreg main [--framework ...] [--epochs N] [--seed S] [--out DIR] [--data-dir D]
+    jaxreg main [--framework ...] [--epochs N] [--seed S] [--matched] [--dtype D] [--seeds N]
+                    [--out DIR] [--data-dir D]
     jaxreg sweep PRESET [--grid NAME=VALUES ...] [--seeds S ...] [--epochs N] [--model M]
                     [--chunk-size N] [--out DIR] [--synthetic N] [--baseline] [multi-host ...]
     jaxreg bench [--quick] [--rows ROW ...] [--out DIR]
@@ -22,12 +24,15 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from jaxreg.lab.grids import parse_values
+from jaxreg.lab.cli_values import grid_arg as _grid_arg
+from jaxreg.lab.cli_values import nonneg_int as _nonneg_int
+from jaxreg.lab.cli_values import positive_float as _positive_float
+from jaxreg.lab.cli_values import positive_int as _positive_int
+from jaxreg.lab.cli_values import seed as _seed
 
 FRAMEWORK_CHOICES = ("jax", "torch", "both")
 
@@ -50,59 +55,6 @@ class _Parser(argparse.ArgumentParser):
         # One line: the message names the option and the allowed values; the usage block
         # would bury it.
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
-
-
-# ---- value types: each raises ArgumentTypeError with a one-line reason ------------------------
-def _int(text: str, minimum: int, what: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer ({what})") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"{value} is not {what}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    return _int(text, 1, "a positive integer, expected >= 1")
-
-
-def _nonneg_int(text: str) -> int:
-    return _int(text, 0, "an integer >= 0")
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer seed (>= 0)") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"seed {value} is negative (expected an int >= 0)")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number (expected > 0)") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number > 0")
-    return value
-
-
-def _grid_arg(text: str) -> tuple[str, list[float]]:
-    from jaxreg.lab.engine import HPARAMS
-
-    name, sep, values = text.partition("=")
-    if not sep or name not in HPARAMS:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected NAME=VALUES with NAME one of {', '.join(HPARAMS)}"
-        )
-    try:
-        return name, parse_values(values)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"{name}={err}") from None
 
 
 # ---- the parser --------------------------------------------------------------------------------
@@ -150,6 +102,20 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=_seed, default=0, help="PRNG seed (default: 0)")
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bars even on a terminal"
+    )
+    parser.add_argument(
+        "--matched",
+        action="store_true",
+        help="both frameworks share batch orders and dropout masks; report the per-epoch "
+        "JAX-torch gaps",
+    )
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument(
+        "--seeds",
+        type=_positive_int,
+        default=None,
+        help="N seeds from --seed (JAX vmapped, torch in turn): means, 95%% intervals, "
+        "JAX-torch differences",
     )
 
 
@@ -392,7 +358,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "list":
         print(recipes.describe_experiments())
         return 0
-    _check_torch(_subparser(parser, args.command), args.framework)
+    subparser = _subparser(parser, args.command)
+    _check_torch(subparser, args.framework)
+    if args.dtype != "float64":
+        return _run(subparser, args, argv, recipes)
+    import jax
+
+    # Before any array is made, and restored after, for callers that stay in this process.
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        return _run(subparser, args, argv, recipes)
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+
+
+def _run(subparser, args: argparse.Namespace, argv: list[str], recipes) -> int:
     options = recipes.RunOptions(
         framework=args.framework,
         epochs=args.epochs,
@@ -405,7 +386,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress=not args.no_progress and sys.stdout.isatty(),
         config_path=getattr(args, "config", None),
         command="jaxreg " + " ".join(argv),
+        matched=args.matched,
+        dtype=args.dtype,
+        seeds=args.seeds or (recipes.MAIN_SEEDS if args.command == "main" else 1),
     )
+    names = recipes.MAIN_EXPERIMENTS if args.command == "main" else (args.name,)
+    try:
+        for name in names:
+            recipes.check_options(name, options)
+    except ValueError as err:
+        subparser.error(str(err))
     try:
         if args.command == "main":
             result = recipes.run_main(options)

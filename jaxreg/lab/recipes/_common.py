@@ -22,6 +22,8 @@ class Experiment:
     seeds: str
     summary: str
     faithful: str
+    unmatched: str | None = None
+    """Why ``--matched``, ``--dtype float64`` and ``--seeds N`` do not apply (None: they do)."""
 
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -50,24 +52,30 @@ EXPERIMENTS: dict[str, Experiment] = {
         "001",
         "L1 on layer1_out + L2 norm on layer2_out, SGD 1e-4, 1000 steps on one model",
         "re-create the model and optimizer every step, as the seed does",
+        "trains one model on batches drawn once in JAX and fed to both frameworks (matched "
+        "by construction; ActivityMLP has no dropout), for steps, not epochs",
     ),
     "vgg-norms": Experiment(
         "vgg_norms",
         "000",
         "L1 and sum of per-tensor L2 norms over VGG16's 138M parameters, same weights",
         "no difference (the seed's sums are reproduced exactly)",
+        "has no training loop: both frameworks sum the same weights once",
     ),
     "mc-dropout": Experiment(
         "mc_dropout",
         "001",
         "TwoLayerNet with dropout: Monte-Carlo averaging of M passes vs weight scaling",
         "train the seed's model whose F.dropout never turns off",
+        "evaluates with Monte-Carlo dropout passes whose masks each framework draws itself "
+        "(only its training could be shared)",
     ),
     "numpy-dropout": Experiment(
         "numpy_dropout",
         "000/002",
         "the seeds' NumPy dropout references vs jaxreg and torch on the same masks",
         "no difference (the references are the seeds' code)",
+        "has no training loop: both sides already replay the NumPy references' masks, in float64",
     ),
 }
 
@@ -88,6 +96,11 @@ class RunOptions:
       progress: show tqdm progress bars.
       config_path: a config file to use instead of ``experiments/<name>.py``.
       command: the command line, written into report.md.
+      matched: share batch orders and dropout masks between the frameworks
+        (:mod:`jaxreg.lab.matched`) and report the per-epoch JAX-torch differences.
+      dtype: ``"float32"`` or ``"float64"`` (both frameworks; needs 64-bit JAX enabled first).
+      seeds: seeds ``seed .. seed + seeds - 1``: the JAX side vmapped over them in one compiled
+        program, torch one after another; the report gives means, intervals and differences.
     """
 
     framework: str = "both"
@@ -101,6 +114,19 @@ class RunOptions:
     progress: bool = False
     config_path: str | Path | None = None
     command: str = ""
+    matched: bool = False
+    dtype: str = "float32"
+    seeds: int = 1
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The run's seeds: ``seed, seed + 1, ..., seed + seeds - 1``."""
+        return list(range(self.seed, self.seed + self.seeds))
+
+    @property
+    def compared(self) -> bool:
+        """Whether any of ``--matched``, ``--dtype float64``, ``--seeds N`` was asked for."""
+        return self.matched or self.dtype != "float32" or self.seeds > 1
 
     @property
     def frameworks(self) -> tuple[str, ...]:
@@ -133,6 +159,10 @@ class Context:
     config: dict[str, Any]
     options: RunOptions
     recorder: report.RunRecorder
+    runs: dict[tuple[str, str], list[dict[str, list[float]]]] = dataclasses.field(
+        default_factory=dict
+    )
+    """``(variant, framework) -> [history per seed]``, for the comparison sections."""
 
     @property
     def run_dir(self) -> Path:
@@ -181,6 +211,54 @@ def _check_name(name: str) -> Experiment:
     return EXPERIMENTS[name]
 
 
+def check_options(name: str, options: RunOptions) -> None:
+    """Raises ValueError (one line) when the options cannot apply to experiment ``name``.
+
+    Example:
+      >>> check_options("vgg-norms", RunOptions(matched=True))  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      ValueError: --matched applies to weight-decay, dropout, overfit only: vgg-norms has no ...
+    """
+    exp = _check_name(name)
+    flags = [
+        flag
+        for flag, asked in (
+            ("--matched", options.matched),
+            (f"--dtype {options.dtype}", options.dtype != "float32"),
+            (f"--seeds {options.seeds}", options.seeds > 1),
+        )
+        if asked
+    ]
+    if flags and exp.unmatched is not None:
+        supported = ", ".join(n for n, e in EXPERIMENTS.items() if e.unmatched is None)
+        raise ValueError(f"{flags[0]} applies to {supported} only: {name} {exp.unmatched}")
+    if options.dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype={options.dtype!r}: allowed values are ('float32', 'float64')")
+    if options.seeds < 1:
+        raise ValueError(f"seeds={options.seeds!r}: expected a positive int")
+    if options.matched and options.framework != "both":
+        raise ValueError(
+            "--matched shares one run's streams between JAX and torch: it needs --framework both"
+        )
+    if options.faithful and options.matched and name == "dropout":
+        raise ValueError(
+            "--faithful evaluates with dropout active, whose masks are not shared: "
+            "it cannot be --matched (drop one of the two)"
+        )
+    if options.faithful and options.seeds > 1:
+        raise ValueError("--faithful reproduces the seed's single run: use it with --seeds 1")
+    if options.dtype == "float64":
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            raise ValueError(
+                "--dtype float64 needs 64-bit JAX: call "
+                "jax.config.update('jax_enable_x64', True) before any array "
+                "(`jaxreg run` does)"
+            )
+
+
 def load_config(name: str, path: str | Path | None = None) -> dict[str, Any]:
     """Loads an experiment config: ``get_config()`` of ``experiments/<module>.py`` or ``path``.
 
@@ -220,6 +298,7 @@ def run_experiment(name: str, options: RunOptions, *, out: str | Path | None = N
       >>> run_experiment("numpy-dropout", RunOptions(framework="jax"))  # doctest: +SKIP
     """
     exp = _check_name(name)
+    check_options(name, options)
     config = load_config(name, options.config_path)
     run_dir = report.make_run_dir(name, out if out is not None else options.out)
     recorder = report.RunRecorder(run_dir, name)
@@ -236,6 +315,16 @@ def run_experiment(name: str, options: RunOptions, *, out: str | Path | None = N
     if options.faithful:
         notes.append(f"--faithful: {exp.faithful}.")
     notes += outcome.notes
+    if options.compared:
+        from jaxreg.lab import comparison
+
+        notes += comparison.sections(
+            ctx.runs,
+            run_dir,
+            matched=options.matched,
+            dtype=options.dtype,
+            seeds=options.seed_list,
+        )
     notes.append(f"Total wall time {time.perf_counter() - start:.1f} s.")
     report.write_report(
         run_dir,
@@ -246,69 +335,3 @@ def run_experiment(name: str, options: RunOptions, *, out: str | Path | None = N
         command=options.command,
     )
     return RunResult(name, run_dir, recorder.rows, report.format_table(recorder.rows), notes)
-
-
-MAIN_EXPERIMENTS = ("weight-decay", "dropout")
-
-
-def run_main(options: RunOptions) -> RunResult:
-    """``jaxreg main``: weight-decay and dropout on Fashion-MNIST, one side-by-side table.
-
-    Args:
-      options: the command-line options (``config_path`` is ignored).
-
-    Returns:
-      A ``RunResult`` whose folder holds one subfolder per experiment and a combined report.
-
-    Example:
-      >>> run_main(RunOptions())  # doctest: +SKIP
-    """
-    run_dir = report.make_run_dir("main", options.out)
-    options = dataclasses.replace(options, config_path=None)
-    start = time.perf_counter()
-    rows: list[dict[str, Any]] = []
-    sections: list[str] = []
-    for name in MAIN_EXPERIMENTS:
-        result = run_experiment(name, options, out=run_dir / name)
-        rows += result.rows
-        sections.append(f"## {name}\n")
-        sections += result.notes
-        sections += [
-            f"![{p.relative_to(run_dir)}]({p.relative_to(run_dir)})\n"
-            for p in sorted(result.run_dir.glob("*.png"))
-        ]
-    wall = time.perf_counter() - start
-    report.write_json(run_dir / "results.json", rows)
-    report.write_report(
-        run_dir,
-        "jaxreg main: weight decay and dropout on Fashion-MNIST",
-        rows,
-        notes=[
-            f"{machine_description()}. Total wall time {wall:.1f} s.",
-            "`wall s` is each training's run time; for JAX it excludes compilation, which is "
-            "the `compile s` column (0: the compiled function of the previous variant was "
-            "reused, only traced hyperparameters changed). torch's includes everything.",
-            *sections,
-        ],
-        command=options.command,
-    )
-    table = report.format_table(rows) + f"\n\n{machine_description()}; total wall time {wall:.1f} s"
-    return RunResult("main", run_dir, rows, table)
-
-
-def machine_description() -> str:
-    """Date, host and library versions, for the report a README quotes."""
-    import datetime
-    import os
-    import platform
-    from importlib import metadata
-
-    versions = []
-    for package in ("jax", "torch"):
-        try:
-            versions.append(f"{package} {metadata.version(package)}")
-        except metadata.PackageNotFoundError:
-            versions.append(f"no {package}")
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    cpu = platform.processor() or platform.machine()
-    return f"Run {now} on {platform.system()} {cpu}, {os.cpu_count()} CPUs, {', '.join(versions)}"

@@ -44,6 +44,85 @@ class JaxRunner:
         result = jax.block_until_ready(self._cache[cache_key](*args))
         return result, time.perf_counter() - start, compile_s
 
+    def run_seeds(self, train, seeds, hparams=None):
+        """One compiled program over ``seeds``: ``(per-seed TrainResults, run s, compile s)``.
+
+        ``jax.vmap(train.pure)`` over the seeds' keys (data and hyperparameters shared), as
+        ``jaxreg sweep`` does; one seed is the plain :meth:`run`, so a single-seed run is
+        unchanged by the multi-seed path.
+        """
+        import jax
+        import jax.numpy as jnp
+
+        if len(seeds) == 1:
+            result, wall, compile_s = self.run(train, jax.random.key(seeds[0]), hparams)
+            return [result], wall, compile_s
+        hp = train.normalize_hparams(hparams)
+        keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
+        args = (train.data, keys, hp, None)
+        cache_key = (id(train), "seeds", len(seeds))
+        compile_s = 0.0
+        if cache_key not in self._cache:
+            start = time.perf_counter()
+            batched = jax.vmap(train.pure, in_axes=(None, 0, None, None))
+            self._cache[cache_key] = jax.jit(batched).lower(*args).compile()
+            compile_s = time.perf_counter() - start
+        start = time.perf_counter()
+        stacked = jax.block_until_ready(self._cache[cache_key](*args))
+        wall = time.perf_counter() - start
+        results = [jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(len(seeds))]
+        return results, wall, compile_s
+
+
+def torch_runs(ctx: Context, train, hparams, run_one) -> tuple[list[Any], float]:
+    """The torch side, one seed after another: ``([run_one(...) per seed], total seconds)``.
+
+    ``run_one(params, seed, streams, dtype)`` trains the torch twin from ``params`` (the JAX
+    initialization of that seed) with torch's RNG seeded by ``seed``; ``streams`` is the seed's
+    :class:`jaxreg.lab.matched.MatchedStreams` under ``--matched`` (else None) and ``dtype``
+    the torch dtype of the run.
+    """
+    import jax
+    import torch
+
+    from jaxreg.lab import matched
+
+    dtype = torch.float64 if ctx.options.dtype == "float64" else torch.float32
+    outs, start = [], time.perf_counter()
+    for seed in ctx.options.seed_list:
+        key = jax.random.key(seed)
+        streams = matched.MatchedStreams(train, key, hparams) if ctx.options.matched else None
+        outs.append(run_one(train.init(key).params, seed, streams, dtype))
+    return outs, time.perf_counter() - start
+
+
+def record_histories(ctx: Context, variant: str, framework: str, hists: list[dict]) -> None:
+    """Writes every seed's per-epoch rows and keeps them for the comparison sections.
+
+    The rows gain ``seed``, ``matched`` and ``dtype`` fields only when the run asked for a
+    comparison (a plain run's metrics.jsonl stays as it was). The learning-curve plots show
+    the first seed.
+    """
+    ctx.runs[(variant, framework)] = hists
+    for seed, hist in zip(ctx.options.seed_list, hists, strict=True):
+        rows = dict(hist)
+        if ctx.options.compared:
+            epochs = max(len(v) for v in hist.values())
+            opts = ctx.options
+            # Constant series become constant fields of each epoch's row.
+            rows.update(seed=[seed] * epochs, matched=[opts.matched] * epochs)
+            rows["dtype"] = [opts.dtype] * epochs
+        ctx.recorder.add_history(variant, framework, rows)
+    ctx.recorder.histories[(variant, framework)] = hists[0]
+
+
+def seeds_detail(ctx: Context) -> str | None:
+    """The results row's note when its figures are means over seeds."""
+    seeds = ctx.options.seed_list
+    if len(seeds) == 1:
+        return None
+    return f"mean over seeds {seeds[0]}..{seeds[-1]} (n={len(seeds)}; intervals below)"
+
 
 def history(result) -> dict[str, list[float]]:
     """Per-epoch metrics of a ``TrainResult`` as lists (scalars such as diverged_step dropped)."""
@@ -89,18 +168,31 @@ def record_classifier(
     compile_s: float | None,
     seed_figure: Any,
 ) -> dict[str, Any]:
-    """Writes a classifier's per-epoch metrics and its final accuracies row."""
-    ctx.recorder.add_history(variant, framework, hist)
+    """Writes a classifier's per-epoch metrics and its final accuracies row.
+
+    ``hist`` is one history, or a list of one history per seed of the run (the row then holds
+    the means over seeds).
+    """
+    hists = hist if isinstance(hist, list) else [hist]
+    record_histories(ctx, variant, framework, hists)
     return ctx.result(
         variant=variant,
         framework=framework,
         metric="accuracy",
-        train=final(hist["train_acc"]),
-        test=final(hist["test_acc"]),
+        train=seed_mean([final(h["train_acc"]) for h in hists]),
+        test=seed_mean([final(h["test_acc"]) for h in hists]),
         wall_s=wall_s,
         compile_s=compile_s,
         seed_figure=seed_figure,
+        detail=seeds_detail(ctx),
     )
+
+
+def seed_mean(values: list[float | None]) -> float | None:
+    """One seed's value as it is; the mean of several (None if any is None)."""
+    if len(values) == 1 or any(v is None for v in values):
+        return values[0] if len(values) == 1 else None
+    return float(np.mean(values))
 
 
 def gap_notes(rows: list[dict[str, Any]]) -> list[str]:

@@ -8,8 +8,6 @@ Evaluation is deterministic; ``--faithful`` keeps dropout on while evaluating, a
 
 from __future__ import annotations
 
-import time
-
 from jaxreg.lab import plots
 from jaxreg.lab.recipes._common import Context, Outcome
 from jaxreg.lab.recipes._sides import (
@@ -18,6 +16,7 @@ from jaxreg.lab.recipes._sides import (
     gap_notes,
     history,
     record_classifier,
+    torch_runs,
     torch_twin,
 )
 
@@ -26,8 +25,6 @@ PLOT_METRICS = ("train_loss", "train_acc", "test_acc")
 
 def run(ctx: Context) -> Outcome:
     """Trains both styles in each framework and records them."""
-    import jax
-
     from jaxreg import models
     from jaxreg.lab import engine
 
@@ -38,9 +35,10 @@ def run(ctx: Context) -> Outcome:
     rate1, rate2 = cfg["rates"]
     model_kw = {k: v for k, v in cfg["model"].items() if k != "name"}
     model_kw.update(dropout1=rate1, dropout2=rate2)
-    key = jax.random.key(ctx.options.seed)
     runner = JaxRunner()
-    bar = ctx.progress(len(cfg["variants"]) * len(ctx.frameworks) * epochs, "dropout")
+    runs = len(cfg["variants"]) * len(ctx.frameworks) * ctx.options.seeds
+    bar = ctx.progress(runs * epochs, "dropout")
+    hp = {"dropout1": rate1, "dropout2": rate2}
     for variant in cfg["variants"]:
         kw = dict(model_kw, style=variant["style"], weight_init=variant["weight_init"])
         config = engine.TrainConfig(
@@ -51,45 +49,50 @@ def run(ctx: Context) -> Outcome:
             batch_size=cfg["batch_size"],
             epochs=epochs,
             eval_dropout_active=faithful,
+            dtype=ctx.options.dtype,
         )
         train = engine.make_train(config, data)
         if "jax" in ctx.frameworks:
-            hp = {"dropout1": rate1, "dropout2": rate2}
-            result, wall, compile_s = runner.run(train, key, hp)
+            results, wall, compile_s = runner.run_seeds(train, ctx.options.seed_list, hp)
             record_classifier(
                 ctx,
                 variant["name"],
                 "jax",
-                history(result),
+                [history(r) for r in results],
                 wall_s=wall,
                 compile_s=compile_s,
                 seed_figure=variant["seed_figure"],
             )
-            bar.update(epochs)
+            bar.update(epochs * len(results))
         if "torch" in ctx.frameworks:
-            import torch
 
-            from jaxreg.torch_ref import engine as torch_engine
+            def run_one(params, seed, streams, dtype, kw=kw):
+                import torch
 
-            net = torch_twin("DropoutMLP", train.init(key).params, **kw)
-            start = time.perf_counter()
-            hist = torch_engine.train_classifier(
-                net,
-                torch.optim.SGD(net.parameters(), lr=cfg["lr"]),
-                (data.x_train, data.y_train),
-                (data.x_test, data.y_test),
-                epochs=epochs,
-                batch_size=cfg["batch_size"],
-                seed=ctx.options.seed,
-                eval_dropout=faithful,
-                progress=bar,
-            )
+                from jaxreg.torch_ref import engine as torch_engine
+
+                net = torch_twin("DropoutMLP", params, **kw).to(dtype)
+                return torch_engine.train_classifier(
+                    net,
+                    torch.optim.SGD(net.parameters(), lr=cfg["lr"]),
+                    (data.x_train, data.y_train),
+                    (data.x_test, data.y_test),
+                    epochs=epochs,
+                    batch_size=cfg["batch_size"],
+                    seed=seed,
+                    eval_dropout=faithful,
+                    progress=bar,
+                    matched=streams,
+                    dtype=dtype,
+                )
+
+            hists, wall = torch_runs(ctx, train, hp, run_one)
             record_classifier(
                 ctx,
                 variant["name"],
                 "torch",
-                hist,
-                wall_s=time.perf_counter() - start,
+                hists,
+                wall_s=wall,
                 compile_s=None,
                 seed_figure=variant["seed_figure"],
             )
@@ -104,7 +107,12 @@ def run(ctx: Context) -> Outcome:
         f"Recipe: 784-256-256-10, dropout {rate1} / {rate2} after the hidden ReLUs, SGD lr "
         f"{cfg['lr']}, batch {cfg['batch_size']}, {epochs} epochs, cross-entropy; scratch = "
         "torch default init, concise = N(0, 0.01) weights. Both frameworks start from the same "
-        "weights (initialized in JAX, converted); their dropout masks and shuffles differ.",
+        "weights (initialized in JAX, converted); "
+        + (
+            "their shuffles and dropout masks are shared (--matched)."
+            if ctx.options.matched
+            else "their dropout masks and shuffles differ."
+        ),
         "Evaluated with dropout ACTIVE (--faithful), as seed 004's evaluate_accuracy did."
         if faithful
         else "Evaluated in deterministic mode (dropout off). Seed 004's figures were measured "

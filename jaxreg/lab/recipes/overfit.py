@@ -8,14 +8,21 @@ on the same points (``jaxreg.lab.data.regression_data``).
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from jaxreg.lab import plots as plot_mod
 from jaxreg.lab import report
 from jaxreg.lab.recipes._common import Context, Outcome
-from jaxreg.lab.recipes._sides import JaxRunner, final, history, torch_twin
+from jaxreg.lab.recipes._sides import (
+    JaxRunner,
+    final,
+    history,
+    record_histories,
+    seed_mean,
+    seeds_detail,
+    torch_runs,
+    torch_twin,
+)
 
 
 def _jax_fits(model, train, result, x_test) -> dict[str, list]:
@@ -31,7 +38,6 @@ def _jax_fits(model, train, result, x_test) -> dict[str, list]:
 
 def run(ctx: Context) -> Outcome:
     """Trains both nets in each framework; records losses, fit curves and learning curves."""
-    import jax
 
     from jaxreg import models
     from jaxreg.lab import engine
@@ -42,11 +48,11 @@ def run(ctx: Context) -> Outcome:
     data = regression_data(dcfg["seed"], n_samples=dcfg["n_samples"], noise=dcfg["noise"])
     epochs = ctx.epochs()
     every = min(cfg["eval_every"], epochs)
-    key = jax.random.key(ctx.options.seed)
     runner = JaxRunner()
     fits: dict[str, dict] = {}
     mean_eval: dict[tuple[str, str], float | None] = {}
-    bar = ctx.progress(len(cfg["variants"]) * len(ctx.frameworks) * epochs, "overfit")
+    runs = len(cfg["variants"]) * len(ctx.frameworks) * ctx.options.seeds
+    bar = ctx.progress(runs * epochs, "overfit")
     for variant in cfg["variants"]:
         name, rate = variant["name"], variant["dropout_rate"]
         model_kw = {"hidden": cfg["model"]["hidden"], "dropout_rate": rate}
@@ -61,66 +67,78 @@ def run(ctx: Context) -> Outcome:
             shuffle=False,
             eval_every=every,
             snapshot_every=every,
+            dtype=ctx.options.dtype,
         )
         train = engine.make_train(config, data)
+        hp = {"lr": variant["lr"]}
         rows = {}
         if "jax" in ctx.frameworks:
-            result, wall, compile_s = runner.run(train, key, {"lr": variant["lr"]})
-            hist = history(result)
-            fits[f"{name} (jax)"] = _jax_fits(model, train, result, data.x_test)
-            rows["jax"] = (hist, wall, compile_s)
-            bar.update(epochs)
+            results, wall, compile_s = runner.run_seeds(train, ctx.options.seed_list, hp)
+            fits[f"{name} (jax)"] = _jax_fits(model, train, results[0], data.x_test)
+            rows["jax"] = ([history(r) for r in results], wall, compile_s)
+            bar.update(epochs * len(results))
         if "torch" in ctx.frameworks:
-            import torch
 
-            from jaxreg.torch_ref import engine as torch_engine
+            def run_one(params, seed, streams, dtype, lr=variant["lr"], rate=rate):
+                import torch
 
-            net = torch_twin(
-                "RegressionNet",
-                train.init(key).params,
-                hidden=cfg["model"]["hidden"],
-                dropout_rate=rate,
-            )
-            start = time.perf_counter()
-            out = torch_engine.train_regression(
-                net,
-                torch.optim.Adam(net.parameters(), lr=variant["lr"]),
-                (data.x_train, data.y_train),
-                (data.x_test, data.y_test),
-                epochs=epochs,
-                eval_every=every,
-                seed=ctx.options.seed,
-                progress=bar,
-            )
-            wall = time.perf_counter() - start
-            test_loss = [float("nan")] * epochs
-            for e, loss in zip(out["eval_epochs"], out["test_loss"], strict=True):
-                test_loss[e] = loss
-            hist = {"train_loss": out["train_loss"], "test_loss": test_loss}
+                from jaxreg.torch_ref import engine as torch_engine
+
+                net = torch_twin(
+                    "RegressionNet", params, hidden=cfg["model"]["hidden"], dropout_rate=rate
+                ).to(dtype)
+                return torch_engine.train_regression(
+                    net,
+                    torch.optim.Adam(net.parameters(), lr=lr),
+                    (data.x_train, data.y_train),
+                    (data.x_test, data.y_test),
+                    epochs=epochs,
+                    eval_every=every,
+                    seed=seed,
+                    progress=bar,
+                    matched=streams,
+                    dtype=dtype,
+                )
+
+            outs, wall = torch_runs(ctx, train, hp, run_one)
+            hists = []
+            for out in outs:
+                test_loss = [float("nan")] * epochs
+                for e, loss in zip(out["eval_epochs"], out["test_loss"], strict=True):
+                    test_loss[e] = loss
+                hists.append({"train_loss": out["train_loss"], "test_loss": test_loss})
             fits[f"{name} (torch)"] = {
-                "epochs": out["eval_epochs"],
-                "pred": out["test_pred"],
-                "loss": out["test_loss"],
+                "epochs": outs[0]["eval_epochs"],
+                "pred": outs[0]["test_pred"],
+                "loss": outs[0]["test_loss"],
             }
-            rows["torch"] = (hist, wall, None)
-        for fw, (hist, wall, compile_s) in rows.items():
-            ctx.recorder.add_history(name, fw, hist)
-            evaluated = [v for v in hist["test_loss"][1:] if np.isfinite(v)]
+            rows["torch"] = (hists, wall, None)
+        for fw, (hists, wall, compile_s) in rows.items():
+            record_histories(ctx, name, fw, hists)
+            means = []
+            for hist in hists:
+                evaluated = [v for v in hist["test_loss"][1:] if np.isfinite(v)]
+                means.append(float(np.mean(evaluated)) if evaluated else None)
             # The last evaluation of a 20-point fit is noisy; compare means over evaluations.
-            mean_eval[(name, fw)] = float(np.mean(evaluated)) if evaluated else None
+            mean_eval[(name, fw)] = seed_mean(means)
+            detail = None
+            if mean_eval[(name, fw)] is not None:
+                detail = (
+                    "mean test loss over the evaluations after epoch 0: "
+                    f"{mean_eval[(name, fw)]:.4f}"
+                )
+                if len(hists) > 1:
+                    detail += f"; {seeds_detail(ctx)}"
             ctx.result(
                 variant=name,
                 framework=fw,
                 metric="MSE loss",
-                train=final(hist["train_loss"]),
-                test=final(hist["test_loss"]),
+                train=seed_mean([final(h["train_loss"]) for h in hists]),
+                test=seed_mean([final(h["test_loss"]) for h in hists]),
                 wall_s=wall,
                 compile_s=compile_s,
                 seed_figure=variant["seed_figure"],
-                detail=f"mean test loss over the evaluations after epoch 0: "
-                f"{mean_eval[(name, fw)]:.4f}"
-                if evaluated
-                else None,
+                detail=detail,
             )
     bar.close()
     report.write_json(ctx.run_dir / "fits.json", fits)

@@ -18,6 +18,7 @@ from jaxreg.lab.recipes._sides import (
     gap_notes,
     history,
     record_classifier,
+    torch_runs,
     torch_twin,
 )
 
@@ -33,7 +34,8 @@ def run(ctx: Context) -> Outcome:
     penalized = tuple(cfg["penalized"])
     variants = cfg["variants"]
     faithful = ctx.options.faithful
-    bar = ctx.progress(len(variants) * len(ctx.frameworks) * epochs, "weight-decay")
+    runs = len(variants) * len(ctx.frameworks) * ctx.options.seeds
+    bar = ctx.progress(runs * epochs, "weight-decay")
 
     import jax
 
@@ -55,67 +57,84 @@ def run(ctx: Context) -> Outcome:
         penalty="l2_mean",
         penalty_mask=is_penalized,
         decay_mask=is_penalized,
+        dtype=ctx.options.dtype,
     )
     train = engine.make_train(config, data)
     key = jax.random.key(ctx.options.seed)
-    init_params = train.init(key).params
 
     if "jax" in ctx.frameworks:
         runner, state = JaxRunner(), None
         for variant in variants:
             hp = {"l2": variant["l2_mean"], "weight_decay": variant["weight_decay"]}
-            # Faithful runs continue from the previous result: its step and epoch counters carry
-            # on, so the shuffles go on from where the last run stopped instead of repeating.
-            result, wall, compile_s = runner.run(train, key, hp, state)
-            state = result if faithful else None
+            if faithful:
+                # Faithful runs continue from the previous result: its step and epoch counters
+                # carry on, so the shuffles go on from where the last run stopped.
+                result, wall, compile_s = runner.run(train, key, hp, state)
+                state, results = result, [result]
+            else:
+                results, wall, compile_s = runner.run_seeds(train, ctx.options.seed_list, hp)
             record_classifier(
                 ctx,
                 variant["name"],
                 "jax",
-                history(result),
+                [history(r) for r in results],
                 wall_s=wall,
                 compile_s=compile_s,
                 seed_figure=variant["seed_figure"],
             )
-            bar.update(epochs)
+            bar.update(epochs * len(results))
 
     if "torch" in ctx.frameworks:
-        import time
-
-        import torch
-
-        from jaxreg.torch_ref import engine as torch_engine
-        from jaxreg.torch_ref.penalties import seed004_l2_penalty
-
-        net = None
+        nets: dict[int, object] = {}
         for i, variant in enumerate(variants):
-            if net is None or not faithful:
-                net = torch_twin("WeightDecayMLP", init_params, **model_kw)
-            groups = torch_engine.param_groups(net, variant["weight_decay"], penalized)
-            optimizer = torch.optim.SGD(groups, lr=cfg["lr"])
-            lam = variant["l2_mean"]
+            hp = {"l2": variant["l2_mean"], "weight_decay": variant["weight_decay"]}
 
-            def penalty(model, lam=lam):
-                return lam * sum(seed004_l2_penalty(getattr(model, n)) for n in penalized)
+            def run_one(params, seed, streams, dtype, i=i, variant=variant, hp=hp):
+                import torch
 
-            start = time.perf_counter()
-            hist = torch_engine.train_classifier(
-                net,
-                optimizer,
-                (data.x_train, data.y_train),
-                (data.x_test, data.y_test),
-                epochs=epochs,
-                batch_size=cfg["batch_size"],
-                seed=ctx.options.seed + (i if faithful else 0),
-                penalty=penalty if lam else None,
-                progress=bar,
-            )
+                from jaxreg.lab import matched
+                from jaxreg.torch_ref import engine as torch_engine
+                from jaxreg.torch_ref.penalties import seed004_l2_penalty
+
+                if seed not in nets or not faithful:
+                    nets[seed] = torch_twin("WeightDecayMLP", params, **model_kw).to(dtype)
+                net = nets[seed]
+                groups = torch_engine.param_groups(net, variant["weight_decay"], penalized)
+                lam = variant["l2_mean"]
+
+                def penalty(model, lam=lam):
+                    return lam * sum(seed004_l2_penalty(getattr(model, n)) for n in penalized)
+
+                if streams is not None and faithful:
+                    # The JAX side continued its run: its i-th variant's streams follow on.
+                    streams = matched.MatchedStreams(
+                        train,
+                        streams.key,
+                        hp,
+                        first_step=i * epochs * train.steps_per_epoch,
+                        first_epoch=i * epochs,
+                    )
+                return torch_engine.train_classifier(
+                    net,
+                    torch.optim.SGD(groups, lr=cfg["lr"]),
+                    (data.x_train, data.y_train),
+                    (data.x_test, data.y_test),
+                    epochs=epochs,
+                    batch_size=cfg["batch_size"],
+                    seed=seed + (i if faithful else 0),
+                    penalty=penalty if lam else None,
+                    progress=bar,
+                    matched=streams,
+                    dtype=dtype,
+                )
+
+            hists, wall = torch_runs(ctx, train, hp, run_one)
             record_classifier(
                 ctx,
                 variant["name"],
                 "torch",
-                hist,
-                wall_s=time.perf_counter() - start,
+                hists,
+                wall_s=wall,
                 compile_s=None,
                 seed_figure=variant["seed_figure"],
             )
