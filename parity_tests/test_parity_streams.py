@@ -1,0 +1,176 @@
+"""The dropout masks the ENGINE draws, over many steps: statistics against torch and theory.
+
+Replay parity (``test_parity_engine.py``, ``test_parity_grads.py``) copies whatever masks JAX
+drew into torch, so it cannot see a wrong keep probability, a key reused across layers or steps,
+or a draw that is not shared along ``broadcast_dims``. This file looks at the masks themselves:
+for each model, ``jaxreg.lab.matched.MatchedStreams`` recomputes the keep-masks of every step of
+a ``make_train`` run (the engine's own keys: ``Train.dropout_key(key, step)``, Flax's rng
+streams, the model's module paths), and torch draws its own stream for the same layers and shapes
+(``nn.Dropout(p)`` on ones, step after step; ``nn.Dropout1d`` for the shared draw). Per dropout
+site, with ``q`` the expected value:
+
+* kept fraction: ``q = 1 - p`` (``keep_prob`` for vanilla dropout);
+* agreement of the site's masks between consecutive steps (pairs of steps (0, 1), (2, 3), ...:
+  disjoint, so the indicators are independent): ``q = (1-p)^2 + p^2``;
+* agreement between neighbouring rows of one step (rows (0, 1), (2, 3), ...): the same ``q``
+  (a mask shared over the batch would give 1);
+* agreement between the two sites of one step (DropoutMLP, both 256 wide):
+  ``q = p1 p2 + (1-p1)(1-p2)``;
+* constancy along the broadcast axis (``broadcast_dims=(1,)``): every (step, example, feature)
+  group all-kept or all-dropped, exactly.
+
+Each statistic is checked three ways: the engine's stream against theory, torch's stream against
+theory (the statistic and its bound are right), and the engine against torch. A statistic that is
+a fraction of ``n`` independent Bernoulli(q) indicators has standard deviation
+``sd = sqrt(q (1 - q) / n)`` (``n`` counts independent draws: one per broadcast group); the
+difference of two independent streams ``sqrt(2) sd``. The tolerance is 5 of those, relative to
+``q`` (Recorder.check's relative error): a correct stream fails one check with probability
+~6e-7.
+"""
+
+import math
+
+import flax.linen as fnn
+import jax
+import numpy as np
+import pytest
+import torch
+from _parity import EXACT, Tol
+
+import jaxreg.nn as jnn
+from jaxreg import models as M
+from jaxreg.init import Dense
+from jaxreg.lab import engine, matched
+
+FAMILY = "stream"
+STEPS, BATCH = 40, 64
+SIGMAS = 5.0
+
+
+class VanillaMLP(fnn.Module):
+    """784-128-10 with cs231n's vanilla dropout (keep probability 0.7) after the hidden ReLU."""
+
+    @fnn.compact
+    def __call__(self, x, *, deterministic: bool = True):
+        x = fnn.relu(Dense(128, name="fc1")(x))
+        x = jnn.VanillaDropout(keep_prob=0.7)(x, deterministic)
+        return Dense(10, name="fc2")(x)
+
+
+class BroadcastMLP(fnn.Module):
+    """(N, 6, 16) sequences: Dense, ReLU, dropout 0.4 shared over time (axis 1), mean, Dense."""
+
+    @fnn.compact
+    def __call__(self, x, *, deterministic: bool = True):
+        h = fnn.relu(Dense(32, name="fc1")(x))
+        h = jnn.Dropout(rate=0.4, broadcast_dims=(1,))(h, deterministic)
+        return Dense(10, name="fc2")(h.mean(axis=1))
+
+
+# case -> (Flax model, config extras, hparams, input shape, per-site drop probabilities,
+#          broadcast axis of the masks or None)
+CASES = {
+    "seed003_dropout_mlp": (M.DropoutMLP, {}, {"dropout1": 0.2, "dropout2": 0.5}, (784,),
+                            (0.2, 0.5), None),
+    "seed003_dropout_mlp_bits16": (M.DropoutMLP, {"dropout_generator": "bits16"},
+                                   {"dropout1": 0.2, "dropout2": 0.5}, (784,), (0.2, 0.5), None),
+    "seed001_two_layer_net": (M.TwoLayerNet, {"loss": "nll"}, {}, (784,), (0.5,), None),
+    "vanilla_dropout": (VanillaMLP, {}, {}, (784,), (0.3,), None),
+    "broadcast_dims": (BroadcastMLP, {}, {}, (6, 16), (0.4,), 1),
+}  # fmt: skip
+
+
+def _engine_stream(case, dtype) -> list[np.ndarray]:
+    """Per site, the engine's keep-masks of STEPS steps stacked: ``(STEPS, BATCH, ...)``."""
+    model, extra, hp, shape, _, _ = CASES[case]
+    n = STEPS * BATCH
+    x = np.zeros((n, *shape), np.float32)
+    y = np.zeros(n, np.int64)
+    config = engine.TrainConfig(model=model(), batch_size=BATCH, epochs=1, dtype=dtype, **extra)
+    train = engine.make_train(config, (x, y, x[:BATCH], y[:BATCH]))
+    streams = matched.MatchedStreams(train, jax.random.key(0), hp)
+    assert streams.steps_per_epoch == STEPS
+    steps = list(streams.step_masks(0))
+    return [np.stack([np.asarray(s[i], bool) for s in steps]) for i in range(len(steps[0]))]
+
+
+def _torch_stream(engine_masks, rates, axis) -> list[np.ndarray]:
+    """torch's own masks for the same sites and shapes, drawn step after step, in call order."""
+    torch.manual_seed(0)
+    layers = [
+        torch.nn.Dropout1d(p) if axis is not None else torch.nn.Dropout(p) for p in rates
+    ]  # train mode by default
+    out = [[] for _ in rates]
+    for _ in range(STEPS):
+        for i, (layer, m) in enumerate(zip(layers, engine_masks, strict=True)):
+            shape = m.shape[1:]
+            if axis is None:
+                keep = layer(torch.ones(shape)) != 0
+            else:
+                # nn.Dropout1d drops whole channels of (N, C, L): C = feature, L = the shared axis.
+                keep = (layer(torch.ones(shape[0], shape[2], shape[1])) != 0).transpose(1, 2)
+            out[i].append(keep.numpy())
+    return [np.stack(s) for s in out]
+
+
+def _draws(mask, axis):
+    """The independent draws of a site's stacked masks: one per broadcast group."""
+    return mask if axis is None else np.take(mask, 0, axis=axis + 1)
+
+
+def _pairs(a, axis_of_pairs):
+    """Agreement indicators of disjoint pairs (0, 1), (2, 3), ... along ``axis_of_pairs``."""
+    even = np.take(a, np.arange(0, a.shape[axis_of_pairs] - 1, 2), axis=axis_of_pairs)
+    odd = np.take(a, np.arange(1, a.shape[axis_of_pairs], 2), axis=axis_of_pairs)
+    return even == odd
+
+
+def _statistics(masks, rates, axis) -> dict[str, tuple[np.ndarray, float]]:
+    """name -> (indicators, expected fraction q)."""
+    stats = {}
+    for i, (m, p) in enumerate(zip(masks, rates, strict=True)):
+        d, k = _draws(m, axis), 1.0 - p
+        agree = k * k + (1 - k) * (1 - k)
+        stats[f"site {i + 1}: kept fraction"] = (d, k)
+        stats[f"site {i + 1}: agreement of consecutive steps"] = (_pairs(d, 0), agree)
+        stats[f"site {i + 1}: agreement of neighbouring rows"] = (_pairs(d, 1), agree)
+    if len(masks) == 2 and masks[0].shape == masks[1].shape:
+        k1, k2 = 1.0 - rates[0], 1.0 - rates[1]
+        both = k1 * k2 + (1 - k1) * (1 - k2)
+        stats["sites 1 and 2: agreement in one step"] = (masks[0] == masks[1], both)
+    return stats
+
+
+def _tol(q: float, n: int, streams: int) -> Tol:
+    sd = math.sqrt(streams * q * (1 - q) / n)
+    why = (
+        f"{SIGMAS:g} standard deviations of the statistic relative to its expected value q: a "
+        "fraction of n independent Bernoulli(q) indicators has sd = sqrt(q (1 - q) / n), the "
+        "difference of two independent streams sqrt(2) times that"
+    )
+    return Tol("stat-5sd", SIGMAS * sd / q, why)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_dropout_streams(case, dtype, device, parity):
+    if device != "cpu":
+        pytest.skip("the engine's masks are drawn on the CPU here (statistics, not arithmetic)")
+    _, _, _, _, rates, axis = CASES[case]
+    ours_masks = _engine_stream(case, dtype)
+    assert len(ours_masks) == len(rates), f"{len(ours_masks)} dropout sites, expected {rates}"
+    theirs_masks = _torch_stream(ours_masks, rates, axis)
+    ours, theirs = _statistics(ours_masks, rates, axis), _statistics(theirs_masks, rates, axis)
+    for name, (ind, q) in ours.items():
+        t_ind = theirs[name][0]
+        a, b, n = float(ind.mean()), float(t_ind.mean()), ind.size
+        parity.check(f"engine: {name}", np.float64(a), np.float64(q), _tol(q, n, 1))
+        parity.check(f"torch: {name}", np.float64(b), np.float64(q), _tol(q, n, 1))
+        parity.check(f"engine vs torch: {name}", np.float64(a), np.float64(b), _tol(q, n, 2))
+    if axis is not None:
+        for side, masks in (("engine", ours_masks), ("torch", theirs_masks)):
+            m = masks[0]
+            constant = np.all(m == np.take(m, [0], axis=axis + 1), axis=axis + 1)
+            parity.check(
+                f"{side}: site 1 constant along axis {axis}", np.float64(constant.mean()),
+                np.float64(1.0), EXACT,
+            )  # fmt: skip
