@@ -26,7 +26,8 @@ Cases and what each one exercises:
 * ``seed002_net_overfitting`` / ``seed002_net_dropped``: MSE; the dropped net's two dropouts
   before the ReLUs;
 * ``seed003_scratch_net`` / ``seed003_concise_net``: CE through dropout 0.2 then 0.5 (d2l's
-  ``dropout_layer`` / ``nn.Dropout``);
+  ``dropout_layer`` / ``nn.Dropout``), the rates passed at call time as the engine passes them
+  (``rates=(r1, r2)``);
 * ``seed004_weight_decay_mlp``: CE + seed 004's ``l2_penalty(W1) + l2_penalty(W2)`` (a mean),
   jaxreg's ``l2_penalty(params, mask=weights_only, reduction="mean")``; the biases are drawn
   nonzero so a penalty that also reaches them changes their gradients.
@@ -65,6 +66,7 @@ class Case:
     loss: str
     dropout: bool = False
     sampler: str = "uniform"
+    rates: tuple[float, float] | None = None  # DropoutMLP's call-time rates, as the engine passes
 
 
 CASES = {
@@ -80,13 +82,16 @@ CASES = {
         "mse",
         True,
     ),
-    "seed003_scratch_net": Case(M.DropoutMLP(), T.DropoutMLP, (8, 784), "ce", True),
+    "seed003_scratch_net": Case(
+        M.DropoutMLP(), T.DropoutMLP, (8, 784), "ce", True, rates=(0.2, 0.5)
+    ),
     "seed003_concise_net": Case(
         M.DropoutMLP(style="concise", weight_init="normal"),
         lambda: T.DropoutMLP(style="concise", weight_init="normal"),
         (8, 784),
         "ce",
         True,
+        rates=(0.2, 0.5),
     ),
     "seed004_weight_decay_mlp": Case(
         M.WeightDecayMLP(weight_std=0.1),
@@ -149,6 +154,8 @@ def _torch_loss(kind: str, out, y, net):
 
 def _jax_objective(case: Case, key):
     kwargs = {"deterministic": False, "rngs": {"dropout": key}} if case.dropout else {}
+    if case.rates is not None:
+        kwargs["rates"] = tuple(jnp.asarray(r) for r in case.rates)
 
     def objective(params, x, y):
         out = case.flax.apply({"params": params}, x, **kwargs)
