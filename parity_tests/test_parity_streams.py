@@ -35,7 +35,7 @@ import jax
 import numpy as np
 import pytest
 import torch
-from _parity import EXACT, Tol
+from _parity import Tol
 
 import jaxreg.nn as jnn
 from jaxreg import models as M
@@ -45,6 +45,13 @@ from jaxreg.lab import engine, matched
 FAMILY = "stream"
 STEPS, BATCH = 40, 64
 SIGMAS = 5.0
+SHARED = Tol(
+    "shared-draw",
+    0.0,
+    "one draw per broadcast group: every group is all kept or all dropped (the fraction of "
+    "constant groups is exactly 1; unshared draws over 6 steps at keep 0.6 are constant ~5% of "
+    "the time)",
+)
 
 
 class VanillaMLP(fnn.Module):
@@ -172,5 +179,5 @@ def test_dropout_streams(case, dtype, device, parity):
             constant = np.all(m == np.take(m, [0], axis=axis + 1), axis=axis + 1)
             parity.check(
                 f"{side}: site 1 constant along axis {axis}", np.float64(constant.mean()),
-                np.float64(1.0), EXACT,
+                np.float64(1.0), SHARED,
             )  # fmt: skip
