@@ -49,8 +49,8 @@ SHARED = Tol(
     "shared-draw",
     0.0,
     "one draw per broadcast group: every group is all kept or all dropped (the fraction of "
-    "constant groups is exactly 1; unshared draws over 6 steps at keep 0.6 are constant ~5% of "
-    "the time)",
+    "constant groups is exactly 1; 6 unshared draws of keep 0.6 agree with probability "
+    "0.6^6 + 0.4^6, about 5%)",
 )
 
 
