@@ -78,6 +78,37 @@ def test_bad_values_are_argparse_errors(capsys, argv, fragment):
     assert fragment in _error(capsys, argv)
 
 
+def test_comparison_flags_parse():
+    args = cli.build_parser().parse_args(["run", "dropout"])
+    assert (args.matched, args.dtype, args.seeds) == (False, "float32", None)
+    argv = ["main", "--matched", "--dtype", "float64", "--seeds", "4", "--seed", "2"]
+    args = cli.build_parser().parse_args(argv)
+    assert (args.matched, args.dtype, args.seeds, args.seed) == (True, "float64", 4, 2)
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["run", "vgg-norms", "--matched"], "vgg-norms has no training loop"),
+        (["run", "numpy-dropout", "--dtype", "float64"], "numpy-dropout has no training loop"),
+        (["run", "mc-dropout", "--seeds", "3"], "mc-dropout evaluates with Monte-Carlo"),
+        (["run", "activity", "--matched"], "activity trains one model on batches drawn once"),
+        (["run", "dropout", "--faithful", "--matched"], "cannot be --matched"),
+        (["run", "dropout", "--matched", "--framework", "jax"], "needs --framework both"),
+        (["main", "--matched", "--framework", "torch"], "needs --framework both"),
+        (["run", "weight-decay", "--faithful", "--seeds", "2"], "use it with --seeds 1"),
+        (["run", "dropout", "--seeds", "0"], "--seeds: 0 is not a positive integer"),
+        (["run", "dropout", "--dtype", "float16"], "'float64'"),
+    ],
+)
+def test_comparison_flag_errors(capsys, argv, fragment):
+    import jax
+
+    before = jax.config.jax_enable_x64
+    assert fragment in _error(capsys, argv)
+    assert jax.config.jax_enable_x64 == before  # --dtype float64 restores the setting
+
+
 def test_framework_error_lists_choices(capsys):
     err = _error(capsys, ["run", "dropout", "--framework", "tf"])
     assert "'jax'" in err and "'torch'" in err and "'both'" in err
