@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from jaxreg.lab import stats
 from jaxreg.lab.files import write_json
 from jaxreg.lab.report import format_table
@@ -30,21 +32,66 @@ BOUNDS: dict[str, dict[str, float]] = {
     # Issue 10's float64 bounds: matched double-precision runs differ only by rounding at
     # ~1e-16 per operation, so 1e-8 leaves eight orders of magnitude for the growth over a run.
     "float64": {"train_loss": 1e-8, "test_acc": 1e-4, "test_loss": 1e-8},
-    # float32: see F32_WHY.
-    "float32": {"train_loss": 1e-3, "test_acc": 5e-3, "test_loss": 1e-3},
+    # float32: the FLOOR of the measured bound (F32_WHY): parity_tests' f32-steps tolerance
+    # for the losses, 20 test images in 10,000 for the accuracy (a noise sample can be 0 there).
+    "float32": {"train_loss": 5e-5, "test_acc": 2e-3, "test_loss": 5e-5},
 }
 """Per dtype, the largest JAX-torch difference a matched run may show, per metric (train and
-test loss relative to torch's, test accuracy absolute)."""
+test loss relative to torch's, test accuracy absolute); float32's is a floor under
+``F32_MULTIPLE`` x the run's own float32 noise."""
+
+F32_MULTIPLE = 10.0
+"""float32 bound = max(floor, this x torch's own float32 drift on the run), per epoch."""
+
+NOISE = "torch-noise"
+"""The framework label of the float32 noise sample in ``runs``: the torch run repeated on the
+same streams with every batch's rows in another order (:class:`ReorderedStreams`)."""
 
 F32_WHY = (
-    "float32 bound: the two runs round differently from the first step (different kernels sum "
-    "in different orders, ~6e-8 relative per operation), and SGD feeds each step's rounding "
-    "into the next, so the gap grows with the steps rather than staying at float32's epsilon "
-    "(test_parity_engine.py holds the same loops to 10x torch's own float32 reordering drift). "
-    "Measured on the real data (10 epochs, matched): see the per-epoch table; the bound "
-    "allows 1e-3 relative training loss and 5e-3 test accuracy (50 of 10,000 test images), "
-    "an order above what was measured, and far below the gap between unmatched runs."
+    "float32 bound, per epoch: max(floor, 10 x float32's own noise on this run), the noise "
+    "being how far the torch run moves when it is repeated on the same batches and masks with "
+    "each batch's rows in another order (the same sums rounded differently; "
+    "parity_tests/test_parity_engine.py's bound). The two frameworks round differently from "
+    "the first step (their kernels sum in different orders, ~6e-8 relative per operation) and "
+    "SGD feeds each step's rounding into the next: at these learning rates the gap grows by "
+    "orders of magnitude per epoch (float64 shows the same growth from 1e-16), so after a few "
+    "epochs a float32 run differs from itself, reordered, about as much as from the other "
+    "framework. The floor is 5e-5 relative for the losses and 0.002 test accuracy."
 )
+
+
+class ReorderedStreams:
+    """Matched streams with each batch's rows (and their dropout masks) in another fixed order.
+
+    The torch loop trained on these computes the same steps as on ``streams``, every batch sum
+    rounded in another order: a sample of float32's own noise on the run.
+
+    Args:
+      streams: a :class:`jaxreg.lab.matched.MatchedStreams` (``order``, ``step_masks``,
+        ``train.batch_size``).
+      seed: seeds the row permutations.
+    """
+
+    def __init__(self, streams: Any, seed: int):
+        self.streams, self.seed = streams, seed
+        self.batch_size = streams.train.batch_size
+
+    def _perms(self, epoch: int, n: int) -> list[np.ndarray]:
+        rng = np.random.default_rng((self.seed, epoch))
+        sizes = [min(self.batch_size, n - i) for i in range(0, n, self.batch_size)]
+        return [rng.permutation(k) for k in sizes]
+
+    def order(self, epoch: int) -> np.ndarray:
+        order = self.streams.order(epoch)
+        perms = self._perms(epoch, len(order))
+        chunks = [order[i * self.batch_size :][: len(p)][p] for i, p in enumerate(perms)]
+        return np.concatenate(chunks)
+
+    def step_masks(self, epoch: int):
+        n = len(self.streams.order(epoch))
+        for masks, perm in zip(self.streams.step_masks(epoch), self._perms(epoch, n), strict=True):
+            yield [m[: len(perm)][perm] for m in masks]
+
 
 _METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 _TEST_LABEL = {"test_acc": "acc abs", "test_loss": "loss rel"}
@@ -92,31 +139,49 @@ def matched_gaps(runs: Runs, dtype: str) -> list[dict[str, Any]]:
       >>> [(r["epoch"], r["within_bound"]) for r in rows]
       [(1, True), (2, True)]
     """
-    bounds = BOUNDS[dtype]
+    floor = BOUNDS[dtype]
     rows = []
     for variant in _pairs(runs):
-        jax_runs, torch_runs = runs[(variant, "jax")], runs[(variant, "torch")]
+        torch_runs = runs[(variant, "torch")]
         test = "test_acc" if _finite(torch_runs[0].get("test_acc", ())) else "test_loss"
+        noise_runs = runs.get((variant, NOISE))
         previous = -1
         for epoch, _ in _finite(torch_runs[0][test]):
-            loss_gap = test_gap = 0.0
-            for j, t in zip(jax_runs, torch_runs, strict=True):
-                for e in range(previous + 1, epoch + 1):
-                    loss_gap = max(loss_gap, _rel(j["train_loss"][e], t["train_loss"][e]))
-                a, b = float(j[test][epoch]), float(t[test][epoch])
-                test_gap = max(test_gap, abs(a - b) if test == "test_acc" else _rel(a, b))
-            previous = epoch
-            rows.append(
-                {
-                    "variant": variant,
-                    "epoch": epoch + 1,
-                    "train_loss_rel": loss_gap,
-                    "test_metric": test,
-                    "test_gap": test_gap,
-                    "within_bound": loss_gap <= bounds["train_loss"] and test_gap <= bounds[test],
-                }
+            loss_gap, test_gap = _largest(runs[(variant, "jax")], torch_runs, test, previous, epoch)
+            row = {
+                "variant": variant,
+                "epoch": epoch + 1,
+                "train_loss_rel": loss_gap,
+                "test_metric": test,
+                "test_gap": test_gap,
+                "bound_train_loss": floor["train_loss"],
+                "bound_test": floor[test],
+            }
+            if noise_runs is not None:
+                noise_loss, noise_test = _largest(noise_runs, torch_runs, test, previous, epoch)
+                row.update(
+                    noise_train_loss_rel=noise_loss,
+                    noise_test_gap=noise_test,
+                    bound_train_loss=max(floor["train_loss"], F32_MULTIPLE * noise_loss),
+                    bound_test=max(floor[test], F32_MULTIPLE * noise_test),
+                )
+            row["within_bound"] = (
+                loss_gap <= row["bound_train_loss"] and test_gap <= row["bound_test"]
             )
+            previous = epoch
+            rows.append(row)
     return rows
+
+
+def _largest(ours, theirs, test: str, previous: int, epoch: int) -> tuple[float, float]:
+    """Largest training-loss gap over epochs (previous, epoch] and test gap at epoch, over seeds."""
+    loss_gap = test_gap = 0.0
+    for j, t in zip(ours, theirs, strict=True):
+        for e in range(previous + 1, epoch + 1):
+            loss_gap = max(loss_gap, _rel(j["train_loss"][e], t["train_loss"][e]))
+        a, b = float(j[test][epoch]), float(t[test][epoch])
+        test_gap = max(test_gap, abs(a - b) if test == "test_acc" else _rel(a, b))
+    return loss_gap, test_gap
 
 
 def seed_statistics(runs: Runs, *, paired: bool, level: float = 0.95) -> list[dict[str, Any]]:
@@ -162,22 +227,24 @@ def seed_statistics(runs: Runs, *, paired: bool, level: float = 0.95) -> list[di
     return rows
 
 
-def _gap_table(rows: list[dict[str, Any]], dtype: str) -> str:
-    bounds = BOUNDS[dtype]
-    cells = [
-        {
+def _gap_table(rows: list[dict[str, Any]]) -> str:
+    cells = []
+    for r in rows:
+        cell = {
             "variant": r["variant"],
             "epoch": r["epoch"],
             "train loss rel": f"{r['train_loss_rel']:.2e}",
             "test": f"{r['test_gap']:.2e} ({_TEST_LABEL[r['test_metric']]})",
-            "bound": f"{bounds['train_loss']:.0e} / {bounds[r['test_metric']]:.0e}",
+            "bound": f"{r['bound_train_loss']:.1e} / {r['bound_test']:.1e}",
             "within": "yes" if r["within_bound"] else "NO",
         }
-        for r in rows
-    ]
-    return format_table(
-        cells, ("variant", "epoch", "train loss rel", "test", "bound", "within"), {}
-    )
+        if "noise_train_loss_rel" in r:
+            cell["float32 noise"] = f"{r['noise_train_loss_rel']:.2e} / {r['noise_test_gap']:.2e}"
+        cells.append(cell)
+    columns = ["variant", "epoch", "train loss rel", "test", "bound", "within"]
+    if any("float32 noise" in c for c in cells):
+        columns.insert(4, "float32 noise")
+    return format_table(cells, columns, {})
 
 
 def _seed_table(rows: list[dict[str, Any]]) -> str:
@@ -236,12 +303,12 @@ def sections(
             "JAX-torch difference per epoch (over the seeds); largest training-loss gap "
             f"{worst:.2e}, {'every epoch within' if ok else 'NOT every epoch within'} the "
             f"{dtype} bound.",
-            _gap_table(gaps, dtype),
+            _gap_table(gaps),
         ]
         if dtype == "float32":
             notes.append(F32_WHY)
         record["gaps"] = gaps
-        record["bounds"] = BOUNDS[dtype]
+        record["bounds" if dtype == "float64" else "bound_floor"] = BOUNDS[dtype]
     if len(seeds) > 1:
         rows = seed_statistics(runs, paired=matched)
         how = (

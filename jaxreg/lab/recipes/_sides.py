@@ -74,26 +74,40 @@ class JaxRunner:
         return results, wall, compile_s
 
 
-def torch_runs(ctx: Context, train, hparams, run_one) -> tuple[list[Any], float]:
-    """The torch side, one seed after another: ``([run_one(...) per seed], total seconds)``.
+def torch_runs(
+    ctx: Context, train, hparams, run_one, *, variant: str, to_history=None
+) -> tuple[list[Any], float]:
+    """The torch side, one seed after another: ``([run_one(...) per seed], seconds)``.
 
     ``run_one(params, seed, streams, dtype)`` trains the torch twin from ``params`` (the JAX
     initialization of that seed) with torch's RNG seeded by ``seed``; ``streams`` is the seed's
     :class:`jaxreg.lab.matched.MatchedStreams` under ``--matched`` (else None) and ``dtype``
-    the torch dtype of the run.
+    the torch dtype of the run. A matched float32 run also trains each seed once more on
+    :class:`jaxreg.lab.comparison.ReorderedStreams` (float32's own noise, the bound of the
+    comparison): kept in ``ctx.runs[(variant, comparison.NOISE)]`` (through ``to_history``),
+    not timed and not in metrics.jsonl.
     """
     import jax
     import torch
 
-    from jaxreg.lab import matched
+    from jaxreg.lab import comparison, matched
 
-    dtype = torch.float64 if ctx.options.dtype == "float64" else torch.float32
-    outs, start = [], time.perf_counter()
-    for seed in ctx.options.seed_list:
+    opts = ctx.options
+    dtype = torch.float64 if opts.dtype == "float64" else torch.float32
+    outs, noise, wall = [], [], 0.0
+    for seed in opts.seed_list:
         key = jax.random.key(seed)
-        streams = matched.MatchedStreams(train, key, hparams) if ctx.options.matched else None
-        outs.append(run_one(train.init(key).params, seed, streams, dtype))
-    return outs, time.perf_counter() - start
+        streams = matched.MatchedStreams(train, key, hparams) if opts.matched else None
+        params = train.init(key).params
+        start = time.perf_counter()
+        outs.append(run_one(params, seed, streams, dtype))
+        wall += time.perf_counter() - start
+        if streams is not None and opts.dtype == "float32":
+            out = run_one(params, seed, comparison.ReorderedStreams(streams, seed), dtype)
+            noise.append(to_history(out) if to_history else out)
+    if noise:
+        ctx.runs[(variant, comparison.NOISE)] = noise
+    return outs, wall
 
 
 def record_histories(ctx: Context, variant: str, framework: str, hists: list[dict]) -> None:

@@ -86,7 +86,7 @@ def run(ctx: Context) -> Outcome:
                     dtype=dtype,
                 )
 
-            hists, wall = torch_runs(ctx, train, hp, run_one)
+            hists, wall = torch_runs(ctx, train, hp, run_one, variant=variant["name"])
             record_classifier(
                 ctx,
                 variant["name"],

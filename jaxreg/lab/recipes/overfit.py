@@ -100,13 +100,14 @@ def run(ctx: Context) -> Outcome:
                     dtype=dtype,
                 )
 
-            outs, wall = torch_runs(ctx, train, hp, run_one)
-            hists = []
-            for out in outs:
+            def to_history(out):
                 test_loss = [float("nan")] * epochs
                 for e, loss in zip(out["eval_epochs"], out["test_loss"], strict=True):
                     test_loss[e] = loss
-                hists.append({"train_loss": out["train_loss"], "test_loss": test_loss})
+                return {"train_loss": out["train_loss"], "test_loss": test_loss}
+
+            outs, wall = torch_runs(ctx, train, hp, run_one, variant=name, to_history=to_history)
+            hists = [to_history(out) for out in outs]
             fits[f"{name} (torch)"] = {
                 "epochs": outs[0]["eval_epochs"],
                 "pred": outs[0]["test_pred"],

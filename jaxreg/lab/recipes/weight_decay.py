@@ -85,20 +85,22 @@ def run(ctx: Context) -> Outcome:
             bar.update(epochs * len(results))
 
     if "torch" in ctx.frameworks:
-        nets: dict[int, object] = {}
+        nets: dict[tuple[int, bool], object] = {}
         for i, variant in enumerate(variants):
             hp = {"l2": variant["l2_mean"], "weight_decay": variant["weight_decay"]}
 
             def run_one(params, seed, streams, dtype, i=i, variant=variant, hp=hp):
                 import torch
 
-                from jaxreg.lab import matched
+                from jaxreg.lab import comparison, matched
                 from jaxreg.torch_ref import engine as torch_engine
                 from jaxreg.torch_ref.penalties import seed004_l2_penalty
 
-                if seed not in nets or not faithful:
-                    nets[seed] = torch_twin("WeightDecayMLP", params, **model_kw).to(dtype)
-                net = nets[seed]
+                noise = isinstance(streams, comparison.ReorderedStreams)
+                if (seed, noise) not in nets or not faithful:
+                    net = torch_twin("WeightDecayMLP", params, **model_kw).to(dtype)
+                    nets[(seed, noise)] = net
+                net = nets[(seed, noise)]
                 groups = torch_engine.param_groups(net, variant["weight_decay"], penalized)
                 lam = variant["l2_mean"]
 
@@ -109,11 +111,13 @@ def run(ctx: Context) -> Outcome:
                     # The JAX side continued its run: its i-th variant's streams follow on.
                     streams = matched.MatchedStreams(
                         train,
-                        streams.key,
+                        streams.streams.key if noise else streams.key,
                         hp,
                         first_step=i * epochs * train.steps_per_epoch,
                         first_epoch=i * epochs,
                     )
+                    if noise:
+                        streams = comparison.ReorderedStreams(streams, seed)
                 return torch_engine.train_classifier(
                     net,
                     torch.optim.SGD(groups, lr=cfg["lr"]),
@@ -128,7 +132,7 @@ def run(ctx: Context) -> Outcome:
                     dtype=dtype,
                 )
 
-            hists, wall = torch_runs(ctx, train, hp, run_one)
+            hists, wall = torch_runs(ctx, train, hp, run_one, variant=variant["name"])
             record_classifier(
                 ctx,
                 variant["name"],
