@@ -70,6 +70,15 @@ def test_float64_matched_meets_the_bounds_and_unmatched_does_not(tmp_path, name)
     assert unmatched_loss > 1e3 * 1e-8, unmatched_loss
 
 
+def test_weight_decay_faithful_matched_follows_the_continued_streams(tmp_path):
+    # --faithful continues one run through the three variants: torch must replay the later
+    # epochs' orders (first_epoch/first_step), or the second and third variants would differ.
+    argv = ["run", "weight-decay", "--faithful", "--matched", "--dtype", "float64"]
+    record = _run(tmp_path, *argv, "--epochs", "1")
+    assert [g["variant"] for g in record["gaps"]] == ["no-penalty", "l2-penalty", "weight-decay"]
+    assert all(g["within_bound"] for g in record["gaps"]), record["gaps"]
+
+
 def test_float32_matched_gaps_within_the_float32_bound(tmp_path):
     record = _run(tmp_path, "run", "dropout", "--matched", "--epochs", "2")
     assert record["dtype"] == "float32" and record["bound_floor"] == comparison.BOUNDS["float32"]
