@@ -28,25 +28,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from jaxreg.lab.cli_values import grid_arg as _grid_arg
-from jaxreg.lab.cli_values import nonneg_int as _nonneg_int
-from jaxreg.lab.cli_values import positive_float as _positive_float
-from jaxreg.lab.cli_values import positive_int as _positive_int
-from jaxreg.lab.cli_values import seed as _seed
+from jaxreg.lab import cli_values as values
 
 FRAMEWORK_CHOICES = ("jax", "torch", "both")
 
 # Kept here (not imported from recipes) so that `jaxreg --help` and argument errors cost no
 # jax import; tests check it equals jaxreg.lab.recipes.EXPERIMENTS' keys.
+# fmt: off
 EXPERIMENT_NAMES = (
-    "weight-decay",
-    "dropout",
-    "overfit",
-    "activity",
-    "vgg-norms",
-    "mc-dropout",
-    "numpy-dropout",
+    "weight-decay", "dropout", "overfit", "activity", "vgg-norms", "mc-dropout", "numpy-dropout"
 )
+# fmt: on
 MODEL_CHOICES = ("dropout-mlp", "weight-decay-mlp")
 
 
@@ -61,7 +53,7 @@ class _Parser(argparse.ArgumentParser):
 def _add_shared(parser: argparse.ArgumentParser, *, out_default: str) -> None:
     parser.add_argument(
         "--epochs",
-        type=_positive_int,
+        type=values.positive_int,
         default=None,
         help="epochs instead of the config's (activity: steps; numpy-dropout: trials; "
         "vgg-norms: ignored)",
@@ -77,7 +69,7 @@ def _add_shared(parser: argparse.ArgumentParser, *, out_default: str) -> None:
         "--train-size",
         "--limit-train",
         dest="train_size",
-        type=_positive_int,
+        type=values.positive_int,
         default=None,
         help="use only the first N training examples",
     )
@@ -85,7 +77,7 @@ def _add_shared(parser: argparse.ArgumentParser, *, out_default: str) -> None:
         "--test-size",
         "--limit-test",
         dest="test_size",
-        type=_positive_int,
+        type=values.positive_int,
         default=None,
         help="use only the first N test examples",
     )
@@ -99,7 +91,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         default="both",
         help="which side runs the recipe (default: both)",
     )
-    parser.add_argument("--seed", type=_seed, default=0, help="PRNG seed (default: 0)")
+    parser.add_argument("--seed", type=values.seed, default=0, help="PRNG seed (default: 0)")
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bars even on a terminal"
     )
@@ -112,7 +104,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument(
         "--seeds",
-        type=_positive_int,
+        type=values.positive_int,
         default=None,
         help="N seeds from --seed (JAX vmapped, torch in turn): means, 95%% intervals, "
         "JAX-torch differences",
@@ -121,19 +113,19 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 # (flag, value type or None for a switch, help) of `jaxreg sweep`'s simple options.
 _SWEEP_OPTIONS = (
-    ("--lr", _positive_float, "learning rate (a grid's lr wins)"),
-    ("--hidden", _positive_int, "hidden width(s) of the MLP"),
-    ("--chunk-size", _positive_int, "runs per compiled call (default: by memory)"),
-    ("--memory-budget", _positive_float, "bytes per device for automatic chunks"),
-    ("--devices", _positive_int, "use only the first N devices"),
+    ("--lr", values.positive_float, "learning rate (a grid's lr wins)"),
+    ("--hidden", values.positive_int, "hidden width(s) of the MLP"),
+    ("--chunk-size", values.positive_int, "runs per compiled call (default: by memory)"),
+    ("--memory-budget", values.positive_float, "bytes per device for automatic chunks"),
+    ("--devices", values.positive_int, "use only the first N devices"),
     ("--no-resume", None, "ignore finished chunks"),
-    ("--validation", _nonneg_int, "images held out of training for validation"),
-    ("--synthetic", _positive_int, "N: synthetic blobs, N training examples"),
+    ("--validation", values.nonneg_int, "images held out of training for validation"),
+    ("--synthetic", values.positive_int, "N: synthetic blobs, N training examples"),
     ("--baseline", None, "also time one un-vmapped single-model run for the cost ratio"),
     ("--distributed", None, "multi-host: jax.distributed.initialize() detects the cluster"),
     ("--coordinator", str, "multi-host: coordinator HOST:PORT"),
-    ("--num-processes", _positive_int, "multi-host: number of processes"),
-    ("--process-id", _nonneg_int, "multi-host: this process's index"),
+    ("--num-processes", values.positive_int, "multi-host: number of processes"),
+    ("--process-id", values.nonneg_int, "multi-host: this process's index"),
     ("--quiet", None, "no progress bar or table"),
 )
 
@@ -155,10 +147,10 @@ def _add_sweep(sub) -> None:
         help="which sweep: " + ", ".join(preset_names()),
     )
     _add_shared(sweep, out_default="runs/sweep/PRESET-<id>/")
-    sweep.add_argument("--seeds", type=_seed, nargs="+", help="seeds (default: the preset's)")
+    sweep.add_argument("--seeds", type=values.seed, nargs="+", help="seeds (default: the preset's)")
     sweep.add_argument(
         "--grid",
-        type=_grid_arg,
+        type=values.grid_arg,
         action="append",
         default=[],
         metavar="NAME=VALUES",
