@@ -159,14 +159,14 @@ CLASSIFIERS = {
     "seed003_dropout_mlp_scratch": (
         lambda: M.DropoutMLP(style="scratch", weight_init="torch"),
         lambda: T.DropoutMLP(style="scratch", weight_init="torch"),
-        {"lr": 0.5, "batch_size": 64, "epochs": 2},
+        {"lr": 0.1, "batch_size": 64, "epochs": 2},
         {"dropout1": 0.2, "dropout2": 0.5},
         (784,),
     ),
     "seed003_dropout_mlp_concise": (
         lambda: M.DropoutMLP(style="concise", weight_init="normal"),
         lambda: T.DropoutMLP(style="concise", weight_init="normal"),
-        {"lr": 0.5, "batch_size": 64, "epochs": 2},
+        {"lr": 0.1, "batch_size": 64, "epochs": 2},
         {"dropout1": 0.2, "dropout2": 0.5},
         (784,),
     ),
