@@ -41,7 +41,7 @@ run: setup
 	$(VENV)/bin/jaxreg main
 
 bench: setup
-	$(PY) -m benchmarks.run
+	$(VENV)/bin/jaxreg bench
 
 lint: setup
 	$(VENV)/bin/ruff check jaxreg tests parity_tests experiments benchmarks

@@ -180,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Regularization experiments from the seed PyTorch tutorials, in JAX and "
         "PyTorch side by side.",
     )
+    parser.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="compile every program afresh, without JAX's persistent compilation cache "
+        "(default: on, in $JAXREG_CACHE_DIR or ~/.cache/jaxreg/jax; also "
+        "$JAXREG_NO_COMPILE_CACHE=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("list", help="list the experiments")
 
@@ -324,6 +331,16 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compile_cache(*, off: bool) -> None:
+    # A rerun of the same experiment in a new process reads its compiled programs from disk.
+    from jaxreg.lab import timing
+
+    if off:
+        timing.disable_compilation_cache()
+    else:
+        timing.enable_compilation_cache()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jaxreg`` console script.
 
@@ -340,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("run", "main", "sweep"):
+        _compile_cache(off=args.no_compile_cache)
     if args.command == "sweep":
         return _sweep(_subparser(parser, "sweep"), args, argv)
     if args.command == "bench":
