@@ -32,17 +32,16 @@ class JaxRunner:
         """Returns ``(TrainResult, run seconds, compile seconds)`` of ``train(key, hparams)``."""
         import jax
 
+        from jaxreg.lab import timing
+
         hp = train.normalize_hparams(hparams)
         args = (train.data, key, hp, init_state)
         cache_key = (id(train), jax.tree.structure(init_state))
         compile_s = 0.0
         if cache_key not in self._cache:
-            start = time.perf_counter()
-            self._cache[cache_key] = jax.jit(train.pure).lower(*args).compile()
-            compile_s = time.perf_counter() - start
-        start = time.perf_counter()
-        result = jax.block_until_ready(self._cache[cache_key](*args))
-        return result, time.perf_counter() - start, compile_s
+            self._cache[cache_key], compile_s = timing.compile_and_time(train.pure, *args)
+        result, wall = timing.timed_call(self._cache[cache_key], *args)
+        return result, wall, compile_s
 
     def run_seeds(self, train, seeds, hparams=None):
         """One compiled program over ``seeds``: ``(per-seed TrainResults, run s, compile s)``.
@@ -54,6 +53,8 @@ class JaxRunner:
         import jax
         import jax.numpy as jnp
 
+        from jaxreg.lab import timing
+
         if len(seeds) == 1:
             result, wall, compile_s = self.run(train, jax.random.key(seeds[0]), hparams)
             return [result], wall, compile_s
@@ -63,13 +64,9 @@ class JaxRunner:
         cache_key = (id(train), "seeds", len(seeds))
         compile_s = 0.0
         if cache_key not in self._cache:
-            start = time.perf_counter()
             batched = jax.vmap(train.pure, in_axes=(None, 0, None, None))
-            self._cache[cache_key] = jax.jit(batched).lower(*args).compile()
-            compile_s = time.perf_counter() - start
-        start = time.perf_counter()
-        stacked = jax.block_until_ready(self._cache[cache_key](*args))
-        wall = time.perf_counter() - start
+            self._cache[cache_key], compile_s = timing.compile_and_time(batched, *args)
+        stacked, wall = timing.timed_call(self._cache[cache_key], *args)
         results = [jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(len(seeds))]
         return results, wall, compile_s
 

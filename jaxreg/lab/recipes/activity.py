@@ -25,6 +25,8 @@ def _jax_losses(train, batches, key, hp, faithful: bool):
     import jax
     import jax.numpy as jnp
 
+    from jaxreg.lab import timing
+
     ones = jnp.ones(batches.shape[1], jnp.int32)
 
     def one_step(state, inputs):
@@ -39,12 +41,9 @@ def _jax_losses(train, batches, key, hp, faithful: bool):
         return jax.lax.scan(one_step, state, (jnp.arange(batches.shape[0]), batches))[1]
 
     init = train.init(key, hp)
-    start = time.perf_counter()
-    compiled = jax.jit(run_all).lower(init, batches).compile()
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    objective, ce = jax.block_until_ready(compiled(init, batches))
-    return np.asarray(objective), np.asarray(ce), time.perf_counter() - start, compile_s
+    compiled, compile_s = timing.compile_and_time(run_all, init, batches)
+    (objective, ce), wall = timing.timed_call(compiled, init, batches)
+    return np.asarray(objective), np.asarray(ce), wall, compile_s
 
 
 def run(ctx: Context) -> Outcome:
