@@ -41,6 +41,7 @@ run: setup
 	$(VENV)/bin/jaxreg main
 
 bench: setup
+	$(PY) -c "import keras, equinox" 2>/dev/null || $(PY) -m pip install -q -e ".[torch,dev,bench]"
 	$(VENV)/bin/jaxreg bench
 
 lint: setup
