@@ -128,7 +128,7 @@ def _torch_adam(
             return adam_step, m, v, v_max
 
         # Flattened up to grads' structure: a None inside the tree (Equinox's eqx.filter
-        # placeholder) is an empty subtree, never a leaf handed to `leaf`.
+        # stand-in) is an empty subtree, never a leaf handed to `leaf`.
         treedef = jax.tree.structure(grads)
         absent = [None] * treedef.num_leaves
         rows = [

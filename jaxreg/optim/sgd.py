@@ -142,7 +142,7 @@ def torch_sgd(
             return _cast_like(-step_lr, g) * direction, buf
 
         # Flattened up to grads' structure: a None inside the tree (Equinox's eqx.filter
-        # placeholder) is an empty subtree, never a leaf handed to `leaf`.
+        # stand-in) is an empty subtree, never a leaf handed to `leaf`.
         treedef = jax.tree.structure(grads)
         absent = [None] * treedef.num_leaves
         bufs = treedef.flatten_up_to(state.momentum_buffer) if has_buffer else absent
