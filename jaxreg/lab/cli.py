@@ -345,7 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jaxreg`` console script.
 
     Args:
-      argv: arguments without the program name (default: ``sys.argv[1:]``).
+      argv: arguments without the program name (default: ``sys.argv[1:]``). From the command
+        line (``argv`` None), ``run``, ``main`` and ``sweep`` turn on JAX's persistent
+        compilation cache unless ``--no-compile-cache``; a call with a list leaves it alone.
 
     Returns:
       The process exit status (0 on success, 1 when the work failed with a reported error;
@@ -354,10 +356,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     Example:
       >>> main(["list"])  # doctest: +SKIP
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    from_command_line = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    if args.command in ("run", "main", "sweep"):
+    if from_command_line and args.command in ("run", "main", "sweep"):
+        # The console script turns the cache on for its own process; a caller of main([...])
+        # keeps its process's JAX configuration as it is.
         _compile_cache(off=args.no_compile_cache)
     if args.command == "sweep":
         return _sweep(_subparser(parser, "sweep"), args, argv)
