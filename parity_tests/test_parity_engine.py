@@ -45,6 +45,7 @@ import jaxreg.nn as jnn
 from jaxreg import convert
 from jaxreg import models as M
 from jaxreg.lab import engine, matched
+from jaxreg.lab.comparison import ReorderedStreams
 from jaxreg.lab.data import regression_data
 from jaxreg.torch_ref import engine as torch_engine
 from jaxreg.torch_ref import models as T
@@ -56,33 +57,6 @@ FAMILY = "engine"
 # reordering a batch's rows perturbs the batch sums but not the matmuls' inner reductions, so
 # on a short, tame run its drift alone underestimates two libraries' different kernels.
 F32_FLOOR, MULTIPLE, NOISE_SEEDS = F32_STEPS.value, 10.0, (11, 12)
-
-
-class Reordered:
-    """Matched streams with each batch's rows (and their masks) in another fixed order.
-
-    The torch loop then computes the same steps with every batch sum rounded in another order:
-    a sample of float32's own noise on this run.
-    """
-
-    def __init__(self, streams, batch_size: int, seed: int):
-        self.streams, self.batch_size, self.seed = streams, batch_size, seed
-
-    def _perms(self, epoch, n):
-        rng = np.random.default_rng((self.seed, epoch))
-        sizes = [min(self.batch_size, n - i) for i in range(0, n, self.batch_size)]
-        return [rng.permutation(k) for k in sizes]
-
-    def order(self, epoch):
-        order = self.streams.order(epoch)
-        perms = self._perms(epoch, len(order))
-        chunks = [order[i * self.batch_size :][: len(p)][p] for i, p in enumerate(perms)]
-        return np.concatenate(chunks)
-
-    def step_masks(self, epoch):
-        n = len(self.streams.order(epoch))
-        for masks, perm in zip(self.streams.step_masks(epoch), self._perms(epoch, n), strict=True):
-            yield [m[: len(perm)][perm] for m in masks]
 
 
 class VanillaMLP(fnn.Module):
@@ -256,14 +230,14 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return errors(a, b)[1]
 
 
-def _compare(parity, dtype, ours, run_torch, streams, batch_size):
+def _compare(parity, dtype, ours, run_torch, streams):
     """Checks JAX against the matched torch run with a dtype-appropriate, measured bound."""
     reference = run_torch(streams)
     if dtype == "float64":
         for name in sorted(reference):
             parity.check(name, ours[name], reference[name], F64)
         return
-    samples = [run_torch(Reordered(streams, batch_size, seed)) for seed in NOISE_SEEDS]
+    samples = [run_torch(ReorderedStreams(streams, seed)) for seed in NOISE_SEEDS]
     unmatched = run_torch(None)
     vacuous = []
     for name in sorted(reference):
@@ -316,7 +290,7 @@ def _classifier_case(case, parity, dtype):
     result = train(key, hp)
     ours = _series({k: result.metrics[k] for k in keys}, result.params, keys)
     streams = matched.MatchedStreams(train, key, hp)
-    _compare(parity, dtype, ours, run_torch, streams, kwargs["batch_size"])
+    _compare(parity, dtype, ours, run_torch, streams)
 
 
 def _net_dropped_case(parity, dtype):
@@ -353,7 +327,7 @@ def _net_dropped_case(parity, dtype):
     result = train(key)
     ours = _series({k: result.metrics[k] for k in keys}, result.params, keys)
     streams = matched.MatchedStreams(train, key)
-    _compare(parity, dtype, ours, run_torch, streams, len(data.x_train))
+    _compare(parity, dtype, ours, run_torch, streams)
 
 
 @pytest.mark.parametrize("case", CASES)
