@@ -29,6 +29,8 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 PENALTIES = ("none", "l1", "l2", "l2_mean", "l2_norm")
 ACTIVITY_KINDS = ("l1", "l2", "l2_norm")
 DTYPES = ("float32", "float64")
+LOOPS = ("auto", "scan", "stepped")
+"""Loop forms of the engine (:mod:`jaxreg.lab.engine`); ``"auto"`` picks one per model and backend."""
 HPARAMS = (
     "lr",
     "weight_decay",
@@ -125,6 +127,9 @@ class TrainConfig:
         :mod:`jaxreg.keep_masks` (``"bernoulli"``, ``"bits16"``) set on a model that has a
         ``dropout_generator`` attribute (:class:`jaxreg.models.DropoutMLP`); ``model`` is then
         that model with the attribute replaced.
+      loop: the engine's loop form, one of :data:`LOOPS`: ``"scan"`` (a whole epoch as one
+        ``lax.scan`` of steps), ``"stepped"`` (a Python loop over the jitted step) or ``"auto"``
+        (the engine picks; the run records which form ran). Results are identical whichever runs.
     """
 
     model: nn.Module
@@ -151,9 +156,11 @@ class TrainConfig:
     max_norm: float | None = None
     dtype: str = "float32"
     dropout_generator: str | None = None
+    loop: str = "auto"
 
     def __post_init__(self):
         _check_choice("loss", self.loss, LOSSES)
+        _check_choice("loop", self.loop, LOOPS)
         _check_choice("dtype", self.dtype, DTYPES)
         if self.dtype == "float64" and not jax.config.jax_enable_x64:
             raise ValueError(
