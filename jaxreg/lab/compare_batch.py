@@ -139,7 +139,7 @@ class BatchReport:
                 f"{r.dtype:8} {'on' if r.dropout else 'off':7} {r.tensor[:34]:34} {shape:16} "
                 f"{r.max_abs:9.2e} {r.max_rel:9.2e} {r.tolerance:7.0e}  {'yes' if r.ok else 'NO'}"
             )
-        for (dtype, dropout), n in sorted(self.draws.items()):
+        for (dtype, _), n in sorted(self.draws.items()):
             lines.append(
                 f"{dtype}, dropout on: {n} random draws captured in JAX, replayed in torch"
             )
