@@ -32,7 +32,7 @@ def test_make_run_dir_out_is_used_as_is(tmp_path):
 
 def test_recorder_appends_metrics_and_results(tmp_path):
     rec = report.RunRecorder(tmp_path, "weight-decay")
-    rec.write_config({"lr": 0.1, "variants": [{"name": "a"}]})
+    rec.write_config({"lr": 0.1, "variants": [{"name": "a"}], "options": {"seed": 3, "seeds": 1}})
     rec.add_history("a", "jax", {"test_acc": [0.5, 0.6], "train_loss": (1.0, 0.5)})
     rec.add_history("a", "torch", {"test_acc": [0.55, 0.65], "note": "ignored scalar"})
     rec.add_result(variant="a", framework="jax", metric="accuracy", train=0.7, test=0.6)
@@ -48,6 +48,8 @@ def test_recorder_appends_metrics_and_results(tmp_path):
         "epoch": 2,
         "test_acc": 0.6,
         "train_loss": 0.5,
+        "seed": 3,
+        "run_id": rec.run_id,
     }
     assert "note" not in lines[2]
     results = [json.loads(s) for s in (tmp_path / "results.jsonl").read_text().splitlines()]
@@ -56,6 +58,9 @@ def test_recorder_appends_metrics_and_results(tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and float(rows[1]["test"]) == 0.65
     assert rows[0]["experiment"] == "weight-decay"
+    # Every row says which run and which seed it belongs to; report.md's table does not.
+    assert {(r["run_id"], r["seed"], r["seeds"]) for r in rows} == {(rec.run_id, "3", "1")}
+    assert json.loads((tmp_path / "config.json").read_text())["run_id"] == rec.run_id
 
 
 def test_recorder_converts_numpy_values(tmp_path):
@@ -149,11 +154,13 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path, monkeypatch):
     assert json.loads(path.read_text()) == {"v": 1}
 
 
-def test_recorder_appends_to_a_reused_folder(tmp_path):
-    report.RunRecorder(tmp_path, "e").add_history("a", "jax", {"test_acc": [0.5]})
-    report.RunRecorder(tmp_path, "e").add_history("b", "jax", {"test_acc": [0.6]})
-    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(s)["variant"] for s in lines] == ["a", "b"]
+def test_two_recorders_of_one_run_append_with_its_run_id(tmp_path):
+    folder = report.make_run_dir("e", tmp_path / "run")
+    report.RunRecorder(folder, "e").add_history("a", "jax", {"test_acc": [0.5]})
+    report.RunRecorder(folder, "e").add_history("b", "jax", {"test_acc": [0.6]})
+    lines = [json.loads(s) for s in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert [line["variant"] for line in lines] == ["a", "b"]
+    assert len({line["run_id"] for line in lines}) == 1
 
 
 def _sweep_result():
@@ -202,6 +209,7 @@ def test_sweep_report_files_and_table(tmp_path):
         rows = list(csv.DictReader(f))
     assert rows[1]["point"] == "high" and rows[1]["diverged"] == "seed 0 at step 7"
     config = json.loads((tmp_path / "config.json").read_text())
+    assert {(r["run_id"], r["seeds"]) for r in rows} == {(config["run_id"], "0 1")}
     assert config["timing"]["configuration_epoch_s"] == 0.25 and config["name"] == "demo"
     assert list(np.load(tmp_path / "metrics.npz")["labels"]) == ["low", "high"]
     assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []

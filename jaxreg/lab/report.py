@@ -14,6 +14,12 @@
 epochs]``), ``results.csv`` (one row per point), plots and ``report.md``; its ``chunks/``
 checkpoints are :mod:`jaxreg.lab.checkpoint`'s.
 
+A run folder holds one run (:mod:`jaxreg.lab.run_folder`): :func:`make_run_dir` opens it (a
+lock; a folder holding another run is refused; ``manifest.json`` says ``"running"``), every row of
+``metrics.jsonl``, ``results.jsonl`` and ``results.csv`` carries the run id and the seed, and
+``manifest.json`` is rewritten with ``"complete"`` after ``report.md``, last, so a killed run is
+never read as complete.
+
 Every file goes through :mod:`jaxreg.lab.files` (a temporary file, fsynced, then
 ``os.replace``d over the target), so a reader or a crash sees the old file or the new one, never
 half of one. :func:`format_table` is the one markdown
@@ -31,6 +37,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from jaxreg.lab import run_folder
 from jaxreg.lab.files import (
     atomic_append_text,
     atomic_write_bytes,
@@ -39,14 +46,20 @@ from jaxreg.lab.files import (
     to_plain,
     write_json,
 )
+from jaxreg.lab.run_folder import RunFolder, RunFolderError, open_run_folder
 
 __all__ = [
     "FRAMEWORKS",
+    "RECORD_COLUMNS",
     "RESULT_COLUMNS",
+    "RunFolder",
+    "RunFolderError",
     "RunRecorder",
+    "claim_default_dir",
     "format_table",
     "format_value",
     "make_run_dir",
+    "open_run_folder",
     "timestamp",
     "write_json",
     "write_report",
@@ -68,6 +81,10 @@ RESULT_COLUMNS = (
     "seed_figure",
     "detail",
 )
+# What identifies a row's run, in results.jsonl/csv and metrics.jsonl but not in report.md's
+# table: the run id, the (first) seed and the number of seeds the row's figures are over.
+ID_COLUMNS = ("run_id", "seed", "seeds")
+RECORD_COLUMNS = (*RESULT_COLUMNS, *ID_COLUMNS)
 # Shown only when some row fills it.
 _OPTIONAL_COLUMNS = ("detail",)
 _HEADERS = {
@@ -90,41 +107,102 @@ def timestamp(now: _dt.datetime | None = None) -> str:
     return now.strftime("%Y%m%d-%H%M%S")
 
 
-def make_run_dir(name: str, out: str | Path | None = None, *, root: str | Path = "runs") -> Path:
-    """Creates the folder a run writes into.
+def claim_default_dir(name: str, root: str | Path = "runs") -> Path:
+    """Creates and returns a new ``root/name/<timestamp>[-n]/`` folder, unique even between
+    processes started in the same second (``mkdir`` without ``exist_ok`` claims it).
+
+    Example:
+      >>> import tempfile
+      >>> claim_default_dir("dropout", tempfile.mkdtemp()).parent.name
+      'dropout'
+    """
+    base = Path(root) / name / timestamp()
+    base.parent.mkdir(parents=True, exist_ok=True)
+    path, n = base, 1
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            path = base.with_name(f"{base.name}-{n}")
+            n += 1
+
+
+def make_run_dir(
+    name: str,
+    out: str | Path | None = None,
+    *,
+    root: str | Path = "runs",
+    overwrite: bool = False,
+    kind: str = "run",
+) -> Path:
+    """Creates the folder a run writes into and opens it as one run (:mod:`.run_folder`).
+
+    A folder that a caller already opened with :func:`open_run_folder` (the CLI does, to apply
+    ``--overwrite``) is handed over once; a folder inside an open one belongs to that run
+    (``jaxreg main``'s per-experiment subfolders) and must be new or empty. Any other folder is
+    opened here, and :func:`write_report` completes it when it writes ``report.md``.
 
     Args:
       name: experiment name (``weight-decay``, ...).
-      out: an explicit folder (``--out``); created if missing, reused if present.
+      out: an explicit folder (``--out``); created if missing; refused when it holds a run.
       root: parent of the default ``root/name/<timestamp>/`` folder.
+      overwrite: replace a run that ``out`` holds.
+      kind: recorded in the manifest (``"run"``, ``"main"``).
 
     Returns:
-      The created folder.
+      The folder.
+
+    Raises:
+      RunFolderError: ``out`` is a file, under a file, unwritable, locked by another process or
+        holds another run (the message names the path and what allows it).
 
     Example:
       >>> import tempfile
       >>> make_run_dir("dropout", root=tempfile.mkdtemp()).parent.name
       'dropout'
     """
-    if out is not None:
-        path = Path(out)
-        path.mkdir(parents=True, exist_ok=True)
+    if out is None:
+        path = claim_default_dir(name, root)
+    else:
+        path = Path(out).expanduser()
+        enclosing = run_folder.find_open(path)
+        if enclosing is not None:
+            return _adopt(enclosing, path)
+    open_run_folder(path, kind=kind, overwrite=overwrite, auto=True)
+    return path
+
+
+def _adopt(folder: RunFolder, path: Path) -> Path:
+    if path.resolve() == folder.path.resolve():
+        if getattr(folder, "_adopted", False):
+            raise RunFolderError(
+                f"run folder {path} is being written by run {folder.run_id} of this process: "
+                "choose another folder"
+            )
+        folder._adopted = True
         return path
-    base = Path(root) / name / timestamp()
-    path, n = base, 1
-    while path.exists():
-        path = base.with_name(f"{base.name}-{n}")
-        n += 1
-    path.mkdir(parents=True)
+    path.mkdir(parents=True, exist_ok=True)
+    if any(path.iterdir()):
+        raise RunFolderError(
+            f"run folder {path} (inside run {folder.run_id}'s folder {folder.path}) is not empty"
+        )
     return path
 
 
 class RunRecorder:
     """Appends metrics and results of one run to its folder as they arrive.
 
+    Every row gains ``run_id`` (the open run folder's, see :func:`make_run_dir`) and ``seed``
+    (the run's first seed; results rows also ``seeds``, how many seeds their figures are over),
+    taken from the arguments, else from ``write_config``'s ``options`` (``seed``, ``seeds``).
+
     Args:
       run_dir: the folder from ``make_run_dir``.
       experiment: the experiment name written in every row.
+      run_id: the run id; default the open run folder's, else a new one.
+      seed: the run's (first) seed, if known before ``write_config``.
+      seeds: how many seeds from ``seed`` the run trains.
 
     Example:
       >>> import tempfile
@@ -135,15 +213,30 @@ class RunRecorder:
       0.85
     """
 
-    def __init__(self, run_dir: str | Path, experiment: str):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        experiment: str,
+        *,
+        run_id: str | None = None,
+        seed: int | None = None,
+        seeds: int = 1,
+    ):
         self.run_dir = Path(run_dir)
         self.experiment = experiment
+        folder = run_folder.find_open(self.run_dir)
+        self.run_id = run_id or (folder.run_id if folder else run_folder.new_run_id())
+        self.seed, self.seeds = seed, seeds
         self.rows: list[dict[str, Any]] = []
         self.histories: dict[tuple[str, str], dict[str, list[float]]] = {}
 
     def write_config(self, config: Mapping[str, Any]) -> Path:
-        """Writes ``config.json``."""
-        return write_json(self.run_dir / "config.json", config)
+        """Writes ``config.json`` (with the run id); takes the seeds from its ``options``."""
+        options = config.get("options")
+        if isinstance(options, Mapping) and options.get("seed") is not None:
+            self.seed = int(options["seed"])
+            self.seeds = int(options.get("seeds") or 1)
+        return write_json(self.run_dir / "config.json", {**config, "run_id": self.run_id})
 
     def add_history(self, variant: str, framework: str, history: Mapping[str, Sequence]) -> None:
         """Appends one line per epoch of ``{metric: [per epoch]}`` to metrics.jsonl."""
@@ -154,21 +247,25 @@ class RunRecorder:
         for epoch in range(length):
             line = {"experiment": self.experiment, "variant": variant, "framework": framework}
             line["epoch"] = epoch + 1
+            line["seed"] = self.seed  # a multi-seed history carries its own per-epoch seed
             line.update({k: v[epoch] for k, v in history.items() if epoch < len(v)})
+            line["run_id"] = self.run_id
             lines.append(json.dumps(to_plain(line)) + "\n")
         atomic_append_text(self.run_dir / "metrics.jsonl", "".join(lines))
 
     def add_result(self, **row: Any) -> dict[str, Any]:
-        """Records one final-figures row (keys from ``RESULT_COLUMNS``) in results.jsonl/csv."""
-        unknown = sorted(set(row) - set(RESULT_COLUMNS))
+        """Records one final-figures row (keys from ``RECORD_COLUMNS``) in results.jsonl/csv."""
+        unknown = sorted(set(row) - set(RECORD_COLUMNS))
         if unknown:
             raise ValueError(f"unknown result keys {unknown}; allowed: {list(RESULT_COLUMNS)}")
-        full = {key: row.get(key) for key in RESULT_COLUMNS}
+        full = {key: row.get(key) for key in RECORD_COLUMNS}
         full["experiment"] = full["experiment"] or self.experiment
+        defaults = {"run_id": self.run_id, "seed": self.seed, "seeds": self.seeds}
+        full.update({k: v for k, v in defaults.items() if full[k] is None})
         full = to_plain(full)
         self.rows.append(full)
         atomic_append_text(self.run_dir / "results.jsonl", json.dumps(full) + "\n")
-        atomic_write_text(self.run_dir / "results.csv", csv_text(self.rows, RESULT_COLUMNS))
+        atomic_write_text(self.run_dir / "results.csv", csv_text(self.rows, RECORD_COLUMNS))
         return full
 
 
@@ -253,6 +350,9 @@ def write_report(
 ) -> Path:
     """Writes ``report.md``: the command, the side-by-side table, notes and the plots.
 
+    ``report.md`` is a run's last file: a folder that :func:`make_run_dir` opened is completed
+    (``manifest.json`` with ``"complete"``) right after it.
+
     Args:
       run_dir: the run folder.
       title: a heading (e.g. ``"dropout (seeds 003/004)"``).
@@ -278,7 +378,17 @@ def write_report(
     for plot in plots:
         name = Path(plot).name
         parts += [f"![{name}]({name})", ""]
-    return atomic_write_text(run_dir / "report.md", "\n".join(parts))
+    path = atomic_write_text(run_dir / "report.md", "\n".join(parts))
+    _complete_auto(run_dir)
+    return path
+
+
+def _complete_auto(run_dir: str | Path) -> None:
+    # report.md is a run's last file: a folder make_run_dir opened is complete once it is written
+    # (a folder the caller opened is completed by the caller).
+    folder = run_folder.find_open(run_dir)
+    if folder is not None and folder.auto and folder.path.resolve() == Path(run_dir).resolve():
+        folder.complete()
 
 
 def write_sweep_report(
@@ -305,7 +415,8 @@ def write_sweep_report(
       plots: ``(file name, plot_fn(result, path))`` pairs beyond the learning curves.
 
     Returns:
-      The path of ``report.md``.
+      The path of ``report.md`` (written last; it completes a folder ``make_run_dir`` opened,
+      and ``results.csv``'s rows carry the run id and the seeds).
 
     Example:
       >>> import tempfile, numpy as np
@@ -324,6 +435,8 @@ def write_sweep_report(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    folder = run_folder.find_open(out)
+    run_id = folder.run_id if folder is not None else run_folder.new_run_id()
     stats, epochs = result.stats, result.epochs
     n_runs = len(result.points) * len(result.seeds)
     computed = stats.get("timed_runs", n_runs)
@@ -341,6 +454,7 @@ def write_sweep_report(
         "epochs": epochs,
         "timing": timing,
         **(dict(config) if config else {}),
+        "run_id": run_id,
     }
     payload = json.dumps(record, indent=2, default=str, sort_keys=True) + "\n"
     atomic_write_text(out / "config.json", payload)
@@ -350,7 +464,9 @@ def write_sweep_report(
     )
     atomic_write_bytes(out / "metrics.npz", buf.getvalue())
     rows = result.rows()
-    atomic_write_text(out / "results.csv", csv_text(rows, list(rows[0])))
+    # Each row is a mean over these seeds; the run id ties it to this sweep.
+    ids = {"run_id": run_id, "seeds": " ".join(str(s) for s in result.seeds)}
+    atomic_write_text(out / "results.csv", csv_text([{**r, **ids} for r in rows], [*rows[0], *ids]))
 
     images = [plot_mod.plot_curves(result, out / "curves.png").name]
     images += [fn(result, out / file_name).name for file_name, fn in plots]
@@ -396,4 +512,6 @@ def write_sweep_report(
     lines += [*notes, ""] if notes else []
     for file_name in images:
         lines += [f"![{file_name}]({file_name})", ""]
-    return atomic_write_text(out / "report.md", "\n".join(lines))
+    path = atomic_write_text(out / "report.md", "\n".join(lines))
+    _complete_auto(out)
+    return path
