@@ -449,3 +449,95 @@ def check_batch(
                         )
                     firsts[(dtype, train)] = layers.first_difference(flax_recs, torch_recs, tol_out)
     return BatchReport(rows, firsts, shared)
+
+
+# ---- conversion with a probe batch ---------------------------------------------------------------
+class ConversionError(ValueError):
+    """Converted weights load (same names and shapes) but the two forwards differ on the probe."""
+
+    def __init__(self, message: str, difference: layers.LayerDiff | None):
+        super().__init__(message)
+        self.difference = difference
+
+
+def check_conversion(
+    flax_model: Any,
+    torch_model: Any,
+    probe: Any,
+    *,
+    variables: Any = None,
+    to_torch: Callable[[np.ndarray], np.ndarray] | None = None,
+    dtype: str = "float64",
+) -> dict[str, Any]:
+    """Converts a torch model's weights to Flax and proves them on a probe batch.
+
+    :func:`jaxreg.convert.torch_to_flax` checks names and shapes; a model whose shapes agree but
+    whose layout does not (a channels-last Flax model that flattens NHWC where torch flattens
+    NCHW) converts without complaint and computes something else. This runs both forwards
+    (evaluation mode, ``dtype``) on ``probe`` and, when the outputs differ beyond the
+    one-batch tolerance (:data:`TOLERANCES`), raises naming the first layer whose output differs.
+
+    PyTorch equivalent: ``flax_model.load_state_dict(torch_model.state_dict())`` followed by
+    ``torch.testing.assert_close`` on one batch, with the culprit layer named.
+
+    Args:
+        flax_model: the Flax Linen module (or NNX module, whose weights are replaced).
+        torch_model: the torch twin whose weights are converted (not modified).
+        probe: an input batch as the Flax model takes it.
+        variables: Linen variables to take the shapes from (default: ``flax_model.init`` on
+            ``probe`` with key 0, in evaluation mode).
+        to_torch: maps the probe to torch's input layout (None: the same array).
+        dtype: ``"float64"`` (default: any difference is a real one) or ``"float32"``.
+
+    Returns:
+        The Flax params (NumPy leaves; ``{"params": ...}`` when ``variables`` was wrapped or
+        defaulted).
+
+    Raises:
+        ConversionError: the outputs differ; the message and ``.difference`` name the layer.
+        ValueError: a key or shape that does not convert (:func:`jaxreg.convert.torch_to_flax`).
+
+    Example:
+        >>> params = check_conversion(CNN(), TorchCNN(), x[:8])  # doctest: +SKIP
+    """
+    import torch
+
+    from jaxreg.convert import torch_to_flax
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r}: allowed values are {DTYPES}")
+    to_torch = to_torch or (lambda a: a)
+    probe = np.asarray(probe)
+    nnx_model = _is_nnx(flax_model)
+    if nnx_model:
+        side = _FlaxSide(flax_model, None)
+        template = side.params
+    else:
+        if variables is None:
+            kwargs = _mode_kwargs(flax_model, False)
+            variables = flax_model.init(jax.random.key(0), jnp.asarray(probe), **kwargs)
+        template = variables
+    state = {n: p for n, p in torch_model.named_parameters()}
+    converted = torch_to_flax(state, template=template)
+    params = _inner(converted)
+    side = _FlaxSide(flax_model, params)
+    twin = copy.deepcopy(torch_model).to(getattr(torch, dtype)).eval()
+    tol = TOLERANCES[dtype]["outputs"].value
+    with jax.enable_x64(dtype == "float64"):
+        cast = jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
+        xj = jnp.asarray(probe, dtype)
+        out_j = np.asarray(side.call(cast, xj, False, None))
+        xt = torch.from_numpy(np.array(to_torch(probe), dtype))
+        with torch.no_grad():
+            out_t, torch_recs = layers.record_torch(twin, lambda m: m(xt))
+        max_abs, max_rel = layers.error(out_j, out_t.numpy())
+        if max_rel > tol:
+            diff = layers.first_difference(side.record(cast, xj, False, None), torch_recs, tol)
+            where = str(diff) if diff is not None else "no layer output differs before the last"
+            raise ConversionError(
+                f"check_conversion: the weights convert (names and shapes agree) but the "
+                f"{dtype} outputs on the probe differ: max abs {max_abs:.3g}, max rel "
+                f"{max_rel:.3g} > {tol:g}. {where}",
+                diff,
+            )
+    return converted
