@@ -31,21 +31,22 @@ ACTIVITY_KINDS = ("l1", "l2", "l2_norm")
 DTYPES = ("float32", "float64")
 LOOPS = ("auto", "scan", "stepped")
 """Loop forms of the engine (:mod:`jaxreg.lab.engine`); ``"auto"`` picks one per model and backend."""
-HPARAMS = (
-    "lr",
-    "weight_decay",
-    "l1",
-    "l2",
-    "act_l1",
-    "act_l2",
-    "dropout1",
-    "dropout2",
-    "strength",
-    "max_norm",
-)
-"""Traced hyperparameters; ``lr`` defaults to ``TrainConfig.lr``, ``max_norm`` to
-``TrainConfig.max_norm``, ``strength`` to the model's ``strength`` attribute, the others to 0
-(dropout: the model's own rates)."""
+LIBRARY_HPARAMS = ("lr", "weight_decay", "l1", "l2", "act_l1", "act_l2", "max_norm")
+"""The traced hyperparameters the engine itself reads (optimizer, penalties, constraint)."""
+HPARAMS = (*LIBRARY_HPARAMS[:6], "dropout1", "dropout2", "strength", "max_norm")
+"""Traced hyperparameters of the library and of the shipped models: ``lr`` defaults to
+``TrainConfig.lr``, ``max_norm`` to ``TrainConfig.max_norm``, the penalties' strengths to 0.
+The others are MODEL hyperparameters: attributes a model declares traced (:func:`declared_hparams`:
+``dropout1``/``dropout2`` of :class:`jaxreg.models.DropoutMLP`, ``strength`` of
+:class:`jaxreg.models.NoiseMLP`); they default to the model's own values. A user model may
+declare any attribute names (``traced_hparams``)."""
+
+# The shipped models' declarations, until jaxreg.models carries them as `traced_hparams`
+# class attributes (a model's own attribute always wins).
+_SHIPPED_DECLARATIONS = {
+    "DropoutMLP": ("dropout1", "dropout2"),
+    "NoiseMLP": ("strength",),
+}
 
 EPOCH_METRICS = (
     "train_loss",
@@ -127,6 +128,10 @@ class TrainConfig:
         :mod:`jaxreg.keep_masks` (``"bernoulli"``, ``"bits16"``) set on a model that has a
         ``dropout_generator`` attribute (:class:`jaxreg.models.DropoutMLP`); ``model`` is then
         that model with the attribute replaced.
+      model_hparams: the names of the model's attributes that are traced hyperparameters
+        (the values arrive in ``hparams`` under those names and the engine calls
+        ``model.clone(name=value)``); None: what the model declares (:func:`declared_hparams`).
+        For an NNX model wrapped by ``flax.nnx.bridge.ToLinen``, constructor keywords.
       loop: the engine's loop form, one of :data:`LOOPS`: ``"scan"`` (a whole epoch as one
         ``lax.scan`` of steps), ``"stepped"`` (a Python loop over the jitted step) or ``"auto"``
         (the engine picks; the run records which form ran). Results are identical whichever runs.
@@ -156,6 +161,7 @@ class TrainConfig:
     max_norm: float | None = None
     dtype: str = "float32"
     dropout_generator: str | None = None
+    model_hparams: tuple[str, ...] | None = None
     loop: str = "auto"
 
     def __post_init__(self):
@@ -181,6 +187,10 @@ class TrainConfig:
                 )
             generator = self.dropout_generator
             object.__setattr__(self, "model", self.model.clone(dropout_generator=generator))
+        if self.model_hparams is not None:
+            object.__setattr__(self, "model_hparams", tuple(self.model_hparams))
+        for name in self.declared_hparams():
+            _check_model_hparam(self.model, name)
         if self.batch_size is not None and not _is_pos_int(self.batch_size):
             raise ValueError(f"batch_size={self.batch_size!r}: expected a positive int or None")
         for name in ("epochs", "eval_every", "eval_batch_size", "probe_size"):
@@ -204,18 +214,24 @@ class TrainConfig:
                     f"{ACTIVITY_KINDS} and index >= 1 into the model's output tuple"
                 )
 
+    def declared_hparams(self) -> tuple[str, ...]:
+        """The model's traced hyperparameters: ``model_hparams``, else :func:`declared_hparams`."""
+        if self.model_hparams is not None:
+            return self.model_hparams
+        return declared_hparams(self.model)
+
     def used_hparams(self) -> tuple[str, ...]:
-        """The names of :data:`HPARAMS` this run reads; any other one is an error.
+        """The names of the hyperparameters this run reads; any other one is an error.
 
         ``lr`` and ``weight_decay`` always (every optimizer the engine builds applies weight
         decay: coupled for SGD and Adam, decoupled for AdamW); ``l1`` with ``penalty="l1"``,
         ``l2`` with the three L2 penalties; ``act_l1`` / ``act_l2`` with an activity penalty of
-        that kind; ``dropout1`` and ``dropout2`` when the model's ``__call__`` takes ``rates=``,
-        ``dropout1`` alone when it takes ``rate=``; ``strength`` when it takes ``strength=``
-        (:class:`jaxreg.models.NoiseMLP`); ``max_norm`` when ``max_norm`` is not None.
+        that kind; ``max_norm`` when ``max_norm`` is not None; then the model's declared
+        hyperparameters (:meth:`declared_hparams`: ``dropout1`` and ``dropout2`` of
+        :class:`jaxreg.models.DropoutMLP`, ``strength`` of :class:`jaxreg.models.NoiseMLP`).
 
         Returns:
-          A tuple of names, in the order of :data:`HPARAMS`.
+          A tuple of names in the order of :data:`HPARAMS`, then the model's other ones.
 
         Example:
           >>> from jaxreg.models import DropoutMLP
@@ -229,16 +245,11 @@ class TrainConfig:
             used.add("l2")
         for kind, _ in self.activity:
             used.add("act_l1" if kind == "l1" else "act_l2")
-        call = call_kwargs(self.model)
-        if "rates" in call:
-            used |= {"dropout1", "dropout2"}
-        elif "rate" in call:
-            used.add("dropout1")
-        if "strength" in call:
-            used.add("strength")
         if self.max_norm is not None:
             used.add("max_norm")
-        return tuple(name for name in HPARAMS if name in used)
+        used |= set(self.declared_hparams())
+        known = tuple(name for name in HPARAMS if name in used)
+        return known + tuple(n for n in self.declared_hparams() if n not in known)
 
     def unused_reason(self, name: str) -> str:
         """Why hyperparameter ``name`` does nothing in this run (for error messages)."""
@@ -248,12 +259,15 @@ class TrainConfig:
             return f"activity={self.activity!r}"
         if name == "max_norm":
             return "max_norm=None: no max-norm constraint"
-        if name == "strength":
-            return f"{type(self.model).__name__}.__call__ takes no `strength=` argument"
-        model = type(self.model).__name__
-        if "rate" in call_kwargs(self.model):
-            return f"{model}.__call__ takes one `rate=`, which dropout1 sets"
-        return f"{model}.__call__ takes no `rates=`/`rate=` argument to receive dropout rates"
+        model = _model_label(self.model)
+        declared = self.declared_hparams()
+        if not declared:
+            return (
+                f"{model} declares no traced hyperparameters (dropout rates, noise strengths: "
+                "list its attributes in a `traced_hparams` class attribute or in "
+                "TrainConfig.model_hparams)"
+            )
+        return f"{model} declares only {', '.join(declared)} as traced hyperparameters"
 
 
 def normalize_hparams(
@@ -271,12 +285,12 @@ def normalize_hparams(
       hparams: a subset of :data:`HPARAMS` -> scalar or array.
 
     Returns:
-      A dict with the non-dropout names of :meth:`TrainConfig.used_hparams` (and the
-      dropout ones when any was given), float32 arrays of one common shape.
+      A dict with the library's names of :meth:`TrainConfig.used_hparams` (and the model's
+      declared ones when any was given), arrays of one common shape.
 
     Raises:
-      ValueError: a name outside :data:`HPARAMS`, a name this run does not use (naming it),
-        or a concrete value out of range.
+      ValueError: a name outside :data:`HPARAMS` and the model's declared names, a name this
+        run does not use (naming it), or a concrete value out of range.
 
     Example:
       >>> from jaxreg.models import WeightDecayMLP
@@ -289,9 +303,10 @@ def normalize_hparams(
       ValueError: hyperparameter 'l1' is not used by this run (penalty='l2_mean'); used: lr, ...
     """
     hp = dict(hparams or {})
-    unknown = sorted(set(hp) - set(HPARAMS))
+    known = (*HPARAMS, *(n for n in config.declared_hparams() if n not in HPARAMS))
+    unknown = sorted(set(hp) - set(known))
     if unknown:
-        raise ValueError(f"hparams: unknown keys {unknown}; allowed keys are {HPARAMS}")
+        raise ValueError(f"hparams: unknown keys {unknown}; allowed keys are {known}")
     used = config.used_hparams()
     for name in hp:
         if name not in used:
@@ -300,17 +315,16 @@ def normalize_hparams(
                 f"hyperparameter {name!r} is not used by this run "
                 f"({config.unused_reason(name)}); used: {', '.join(used)}"
             )
-    defaults = {
-        "lr": config.lr,
-        "max_norm": config.max_norm,
-        "strength": getattr(config.model, "strength", 0.0),
-    }
-    keys = [k for k in used if not k.startswith("dropout")]
-    if "dropout1" in hp or "dropout2" in hp:
-        model = config.model
-        defaults["dropout1"] = getattr(model, "dropout1", getattr(model, "dropout_rate", 0.0))
-        defaults["dropout2"] = getattr(model, "dropout2", defaults["dropout1"])
-        keys += [k for k in used if k.startswith("dropout")]
+    defaults = {"lr": config.lr, "max_norm": config.max_norm}
+    declared = config.declared_hparams()
+    keys = [k for k in used if k not in declared]
+    # The model's hyperparameters are traced only when the caller sets one of them (then all,
+    # the others at the model's values): a concrete rate keeps the layers' static shortcuts
+    # (rate 0 draws no key), so a run that sets none is the model as written.
+    if any(k in hp for k in declared):
+        for k in declared:
+            defaults[k] = model_attribute(config.model, k)
+        keys += list(declared)
     values = {k: hp.get(k, defaults.get(k, 0.0)) for k in keys}
     shape = max((np.shape(v) for v in values.values()), key=len)
     out = {}
@@ -331,20 +345,127 @@ def _is_pos_int(value: Any) -> bool:
 
 
 def call_kwargs(model: nn.Module) -> frozenset[str]:
-    """Which of ``deterministic``, ``rates``, ``rate``, ``strength`` ``__call__`` accepts."""
-    params = inspect.signature(type(model).__call__).parameters
-    return frozenset(k for k in ("deterministic", "rates", "rate", "strength") if k in params)
+    """``{"deterministic"}`` when the model's ``__call__`` takes the train/eval switch, else empty.
+
+    For an NNX model wrapped by ``flax.nnx.bridge.ToLinen``, the NNX class's ``__call__``.
+    """
+    call = _nnx_class(model).__call__ if _is_to_linen(model) else type(model).__call__
+    try:
+        params = inspect.signature(call).parameters
+    except (TypeError, ValueError):
+        return frozenset()
+    return frozenset(k for k in ("deterministic",) if k in params)
+
+
+def _is_to_linen(model: Any) -> bool:
+    from flax.nnx import bridge
+
+    return isinstance(model, bridge.ToLinen)
+
+
+def _nnx_class(model: Any) -> Any:
+    return model.nnx_class
+
+
+def _model_label(model: Any) -> str:
+    if _is_to_linen(model):
+        return getattr(model.nnx_class, "__name__", repr(model.nnx_class))
+    return type(model).__name__
+
+
+def declared_hparams(model: Any) -> tuple[str, ...]:
+    """The traced hyperparameters a model declares: the attribute names in ``traced_hparams``.
+
+    A Linen module declares them with a class attribute, e.g. ``traced_hparams = ("p1", "p2",
+    "p3")`` for a net with three dropout sites whose rates are the module attributes ``p1``,
+    ``p2``, ``p3``; an NNX model (wrapped by ``flax.nnx.bridge.ToLinen``) names constructor
+    keywords the same way on its class. The engine then sets those attributes to traced values
+    (``model.clone(p1=...)``): any layer that accepts a traced value there (every jaxreg
+    layer does; ``flax.linen.Dropout`` does not) is swept without recompiling and without an
+    engine edit. jaxreg's own models (``DropoutMLP``: ``dropout1, dropout2``; ``NoiseMLP``:
+    ``strength``) are declared here until they carry the
+    attribute themselves.
+
+    Example:
+      >>> from jaxreg.models import DropoutMLP, WeightDecayMLP
+      >>> declared_hparams(DropoutMLP()), declared_hparams(WeightDecayMLP())
+      (('dropout1', 'dropout2'), ())
+    """
+    owner = _nnx_class(model) if _is_to_linen(model) else type(model)
+    names = getattr(owner, "traced_hparams", None)
+    if names is None:
+        shipped = getattr(owner, "__module__", "").startswith("jaxreg.")
+        names = _SHIPPED_DECLARATIONS.get(owner.__name__, ()) if shipped else ()
+        # An attribute set to None (no such layer in this instance) is not declared.
+        names = tuple(n for n in names if model_attribute(model, n, None) is not None)
+    if isinstance(names, str):
+        names = (names,)
+    return tuple(names)
+
+
+def model_attribute(model: Any, name: str, default: Any = ...) -> Any:
+    """The value of a declared hyperparameter on the model (an NNX model: its constructor kwarg)."""
+    if _is_to_linen(model):
+        if name in model.kwargs:
+            return model.kwargs[name]
+        if default is not ...:
+            return default
+        raise ValueError(
+            f"hyperparameter {name!r}: not among the NNX model's constructor keywords "
+            f"{sorted(model.kwargs)}; pass its value in model_kwargs"
+        )
+    if default is ...:
+        return getattr(model, name)
+    return getattr(model, name, default)
+
+
+def with_hparams(model: Any, values: Mapping[str, Any]) -> Any:
+    """``model`` with the given declared hyperparameters set (traced values allowed).
+
+    A Linen module is cloned with the attributes replaced; an NNX model wrapped by
+    ``ToLinen`` gets them as constructor keywords.
+    """
+    if not values:
+        return model
+    if _is_to_linen(model):
+        from flax.core import FrozenDict
+
+        return model.clone(kwargs=FrozenDict({**model.kwargs, **values}))
+    return model.clone(**values)
+
+
+def _check_model_hparam(model: Any, name: str) -> None:
+    if name in LIBRARY_HPARAMS:
+        raise ValueError(
+            f"model_hparams: {name!r} is one of the engine's own hyperparameters "
+            f"{LIBRARY_HPARAMS}; a model attribute needs another name"
+        )
+    value = model_attribute(model, name, None)
+    if _is_to_linen(model):
+        if name not in model.kwargs:
+            model_attribute(model, name)  # raises with the message
+        return
+    if not hasattr(model, name):
+        raise ValueError(
+            f"model_hparams: {type(model).__name__} has no attribute {name!r} to trace"
+        )
+    if not isinstance(value, numbers.Real):
+        raise ValueError(
+            f"model_hparams: {type(model).__name__}.{name}={value!r} is not a number; a traced "
+            "hyperparameter needs a numeric default"
+        )
 
 
 def check_hparam(name: str, value: np.ndarray) -> None:
     """Raises ValueError naming ``name`` if a concrete value is out of its range."""
     if not np.all(np.isfinite(value)):
         raise ValueError(f"hparams[{name!r}]={value}: must be finite")
-    if name.startswith("dropout"):
+    if name.startswith("dropout") or name.endswith("rate"):
         if np.any((value < 0) | (value > 1)):
             raise ValueError(f"hparams[{name!r}]={value}: a drop probability must be in [0, 1]")
     elif name == "lr":
         if np.any(value <= 0):
             raise ValueError(f"hparams['lr']={value}: must be > 0")
-    elif np.any(value < 0):
+    elif name in HPARAMS and np.any(value < 0):
+        # A model's own hyperparameters may be signed; the library's strengths may not.
         raise ValueError(f"hparams[{name!r}]={value}: must be >= 0")

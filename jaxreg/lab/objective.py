@@ -21,7 +21,7 @@ import optax
 
 from jaxreg import masks, optim, penalties
 from jaxreg.constraints import max_norm
-from jaxreg.lab.config import WEIGHTS_ONLY, TrainConfig, call_kwargs
+from jaxreg.lab.config import WEIGHTS_ONLY, TrainConfig, call_kwargs, with_hparams
 
 
 def resolve(mask: Any, params: Any) -> Any:
@@ -99,24 +99,20 @@ def zero_fraction(tree: Any) -> jax.Array:
 
 
 def apply_model(cfg: TrainConfig, params, x, hp, *, train: bool, key, capture: bool = False):
-    """Calls the model in training or evaluation mode, with the traced dropout rates of ``hp``.
+    """Calls the model in training or evaluation mode, its declared hyperparameters set from ``hp``.
 
+    The model's traced hyperparameters (:meth:`TrainConfig.declared_hparams`, e.g. the dropout
+    rates of :class:`jaxreg.models.DropoutMLP`) that ``hp`` holds become the model's attributes
+    for this call (``model.clone(dropout1=...)``); the others keep the model's own values.
     With ``capture``, also returns the hidden activations: relu of every Dense output but the
     last (the logits), for ``act_var``.
     """
-    accepts = call_kwargs(cfg.model)
+    model = with_hparams(cfg.model, {k: hp[k] for k in cfg.declared_hparams() if k in hp})
     kwargs: dict[str, Any] = {}
-    if "deterministic" in accepts:
+    if "deterministic" in call_kwargs(cfg.model):
         kwargs["deterministic"] = not train
-    if "dropout1" in hp:
-        if "rates" in accepts:
-            kwargs["rates"] = (hp["dropout1"], hp["dropout2"])
-        else:
-            kwargs["rate"] = hp["dropout1"]
-    if "strength" in hp:
-        kwargs["strength"] = hp["strength"]
     if capture:
-        out, state = cfg.model.apply(
+        out, state = model.apply(
             {"params": params},
             x,
             rngs={"dropout": key},
@@ -126,7 +122,7 @@ def apply_model(cfg: TrainConfig, params, x, hp, *, train: bool, key, capture: b
         )
         acts = jax.tree.leaves({k: v for k, v in state["intermediates"].items() if k != "__call__"})
         return out, acts[:-1]
-    return cfg.model.apply({"params": params}, x, rngs={"dropout": key}, **kwargs)
+    return model.apply({"params": params}, x, rngs={"dropout": key}, **kwargs)
 
 
 def optimizer(cfg: TrainConfig, hp, params) -> optax.GradientTransformation:
