@@ -72,13 +72,59 @@ def test_uncompressed_torchvision_layout(tmp_path):
     np.testing.assert_array_equal(ds.y_train, arrays["train-labels-idx1-ubyte"])
 
 
-def test_cache_returns_same_read_only_arrays(fake_dir):
+def test_calls_return_the_callers_own_writable_arrays(fake_dir, monkeypatch):
     folder, _ = fake_dir
-    a = data.load_fashion_mnist(folder)
-    b = data.load_fashion_mnist(folder)
-    assert a.x_train is b.x_train
-    with pytest.raises(ValueError):
-        a.x_train[0, 0] = 1.0
+    a = data.load_fashion_mnist(folder, validation=10, train_size=100)
+    # The second call reads nothing from disk (the decoded files are cached) ...
+    monkeypatch.setattr(data, "_read_bytes", lambda path: pytest.fail(f"read {path} again"))
+    b = data.load_fashion_mnist(folder, validation=10, train_size=100)
+    # ... and neither call's arrays share memory with the other's or with the cache.
+    for x, y in zip(a, b, strict=True):
+        assert x.flags.writeable and not np.shares_memory(x, y)
+        x[...] = 7
+    # Writing into a's arrays changed nothing that a later call returns.
+    c = data.load_fashion_mnist(folder, validation=10, train_size=100)
+    for x, y in zip(b, c, strict=True):
+        np.testing.assert_array_equal(x, y)
+        assert not np.all(y == 7)
+
+
+@pytest.mark.parametrize(
+    "layout, shape",
+    [("flat", (784,)), ("nhwc", (28, 28, 1)), ("NCHW", (1, 28, 28)), ("nchw", (1, 28, 28))],
+)
+def test_layouts_hold_the_same_pixels(fake_dir, layout, shape):
+    folder, arrays = fake_dir
+    ds = data.load_fashion_mnist(folder, validation=5, train_size=7, test_size=3, layout=layout)
+    assert ds.x_train.shape == (7, *shape) and ds.x_test.shape == (3, *shape)
+    assert ds.x_val.shape == (5, *shape) and ds.x_train.flags.writeable
+    images = arrays["train-images-idx3-ubyte"]
+    flat = data.load_fashion_mnist(folder, validation=5, train_size=7, test_size=3)
+    # Same pixels in the asked order: NHWC / NCHW are the 28 x 28 image with a channel axis.
+    as_images = ds.x_train.reshape(7, 28, 28) if layout != "flat" else ds.x_train.reshape(7, 784)
+    np.testing.assert_array_equal(as_images.reshape(7, -1), flat.x_train)
+    assert flat.x_train.shape == (7, 784) and images.shape[1:] == (28, 28)
+
+
+@pytest.mark.parametrize("bad", ["NHCW", "", None, 3, "chw"])
+def test_bad_layout_names_parameter_and_allowed_values(fake_dir, bad):
+    with pytest.raises(ValueError, match=r"layout=.*allowed values are \('flat', 'nhwc', 'nchw'\)"):
+        data.load_fashion_mnist(fake_dir[0], layout=bad)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"train_size": 60001}, "train_size=60001: Fashion-MNIST has 60000 training examples"),
+        ({"train_size": 59001, "validation": 1000}, "59000 training examples \\(1000 held out"),
+        ({"test_size": 10001}, "test_size=10001: Fashion-MNIST has 10000 test examples"),
+        ({"train_size": True}, "train_size=True: expected a positive int"),
+        ({"test_size": 0}, "test_size=0: expected a positive int"),
+    ],
+)
+def test_sizes_beyond_the_data_are_errors_not_silent_cuts(fake_dir, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        data.load_fashion_mnist(fake_dir[0], **kwargs)
 
 
 def test_validation_split_is_deterministic_and_disjoint(fake_dir):
@@ -173,6 +219,9 @@ def test_real_files():
     ds = data.load_fashion_mnist(validation=5000, seed=0)
     assert ds.x_train.shape == (55000, 784) and ds.x_val.shape == (5000, 784)
     assert ds.x_test.shape == (10000, 784)
+    images = data.load_fashion_mnist(test_size=16, train_size=16, layout="nchw")
+    assert images.x_test.shape == (16, 1, 28, 28) and images.x_test.flags.writeable
+    np.testing.assert_array_equal(images.x_test.reshape(16, 784), ds.x_test[:16])
     # Fashion-MNIST is balanced: 1000 test images per class.
     np.testing.assert_array_equal(np.bincount(ds.y_test, minlength=10), np.full(10, 1000))
     assert abs(float(ds.x_train.mean()) - 0.286) < 0.005

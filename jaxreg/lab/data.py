@@ -3,8 +3,10 @@
 Fashion-MNIST is read from the four standard IDX files (gzip-compressed or not) that
 ``torchvision.datasets.FashionMNIST`` downloads and that Debian's ``dataset-fashion-mnist``
 package installs; nothing is downloaded at run time. Pixels are scaled like
-``torchvision.transforms.ToTensor()`` (uint8 / 255 as float32) and flattened to (N, 784), which is
-what every seed model's ``x.reshape(-1, 784)`` / ``nn.Flatten()`` sees.
+``torchvision.transforms.ToTensor()`` (uint8 / 255 as float32) and returned flat (N, 784), which
+is what every seed model's ``x.reshape(-1, 784)`` / ``nn.Flatten()`` sees, or as images: ``NHWC``
+(N, 28, 28, 1) for Flax convolutions, ``NCHW`` (N, 1, 28, 28) for torch's. The arrays are the
+caller's own (writable, sharing no memory with the in-process cache or with another call).
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ _INSTALL_HINT = (
     "IDX files (or torchvision's FashionMNIST/raw layout), or set $" + DATA_DIR_ENV
 )
 
+LAYOUTS = ("flat", "nhwc", "nchw")
+"""Image layouts of :func:`load_fashion_mnist`: (N, 784), (N, 28, 28, 1), (N, 1, 28, 28)."""
+
+FASHION_MNIST_SIZES = {"train": 60000, "test": 10000}
+"""Examples in each Fashion-MNIST split (before a validation split is held out of training)."""
+
 # stem -> (IDX magic number, item dims, item count)
 _SPLITS = {
     "train_images": ("train-images-idx3-ubyte", 0x0803, (28, 28), 60000),
@@ -57,8 +65,9 @@ _SPLITS = {
 class FashionMNIST(NamedTuple):
     """Fashion-MNIST as NumPy arrays.
 
-    ``x_*`` are float32 (N, 784) in [0, 1]; ``y_*`` are int32 (N,) class indices in 0..9.
-    ``x_val`` / ``y_val`` are None when no validation split was asked for.
+    ``x_*`` are float32 in [0, 1], (N, 784) or images in the layout asked for; ``y_*`` are int32
+    (N,) class indices in 0..9. ``x_val`` / ``y_val`` are None when no validation split was asked
+    for.
     """
 
     x_train: np.ndarray
@@ -151,6 +160,8 @@ def _parse_idx(path: Path, raw: bytes, magic: int, dims: tuple[int, ...], count:
 
 
 def _load_raw(data_dir: Path) -> tuple[np.ndarray, ...]:
+    """The four IDX arrays as decoded (uint8 images (N, 28, 28), int32 labels), read-only and
+    cached: callers convert (and so copy) what they hand out."""
     paths = {key: _find(data_dir, spec[0]) for key, spec in _SPLITS.items()}
     # The cache key includes size and mtime so a replaced file is re-read.
     key = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths.values())
@@ -167,14 +178,34 @@ def _load_raw(data_dir: Path) -> tuple[np.ndarray, ...]:
                     "Re-install it: " + _INSTALL_HINT
                 )
             arr = arr.astype(np.int32)
-        else:
-            arr = (arr.reshape(count, -1).astype(np.float32)) / np.float32(255.0)
         arr.setflags(write=False)
         out.append(arr)
     result = tuple(out)
     with _CACHE_LOCK:
         _CACHE[key] = result
     return result
+
+
+def _images(raw: np.ndarray, layout: str) -> np.ndarray:
+    # ToTensor(): uint8 / 255 in float32; the division makes a fresh, writable array.
+    x = raw.astype(np.float32) / np.float32(255.0)
+    if layout == "flat":
+        return x.reshape(len(x), -1)
+    if layout == "nhwc":
+        return x[..., None]
+    return x[:, None]
+
+
+_SPLIT_WORD = {"train_size": "training", "test_size": "test"}
+
+
+def _check_layout(layout: object) -> str:
+    if not isinstance(layout, str) or layout.lower() not in LAYOUTS:
+        raise ValueError(
+            f"layout={layout!r}: allowed values are {LAYOUTS} (flat (N, 784), NHWC (N, 28, 28, 1) "
+            "for Flax convolutions, NCHW (N, 1, 28, 28) for torch's)"
+        )
+    return layout.lower()
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
@@ -202,13 +233,16 @@ def load_fashion_mnist(
     seed: int = 0,
     train_size: int | None = None,
     test_size: int | None = None,
+    layout: str = "flat",
 ) -> FashionMNIST:
-    """Fashion-MNIST as flattened float32 arrays, like seed 004's ``load_data`` with ``ToTensor()``.
+    """Fashion-MNIST as float32 arrays, like seed 004's ``load_data`` with ``ToTensor()``.
 
     PyTorch equivalent: ``torchvision.datasets.FashionMNIST(root, train=..., transform=ToTensor())``
-    (seeds 003 and 004), with each image flattened to 784 values the way the seed models'
-    ``x.reshape(-1, 784)`` do. The decoded arrays are cached in-process (read-only), so a second
-    call costs no disk access.
+    (seeds 003 and 004): ``layout="nchw"`` is its (N, 1, 28, 28) batch, ``"flat"`` each image
+    flattened to 784 values the way the seed models' ``x.reshape(-1, 784)`` do, ``"nhwc"`` the
+    channels-last (N, 28, 28, 1) that ``flax.linen.Conv`` expects. The decoded IDX files are
+    cached in-process, so a second call costs no disk access; every call returns new, writable
+    arrays that the caller may modify.
 
     Args:
       data_dir: folder holding ``train-images-idx3-ubyte[.gz]`` and the other three IDX files,
@@ -220,6 +254,8 @@ def load_fashion_mnist(
       train_size: keep only the first ``train_size`` training examples (after the split); for quick
         runs and tests.
       test_size: keep only the first ``test_size`` test examples.
+      layout: ``"flat"`` (N, 784), ``"nhwc"`` (N, 28, 28, 1) or ``"nchw"`` (N, 1, 28, 28)
+        (case-insensitive).
 
     Returns:
       A :class:`FashionMNIST` tuple ``(x_train, y_train, x_test, y_test, x_val, y_val)``.
@@ -227,13 +263,15 @@ def load_fashion_mnist(
     Raises:
       FileNotFoundError: a file is missing (the message lists the paths tried and how to install).
       DataError: a file is corrupt (bad magic number, dimensions, count, truncated).
-      ValueError: a bad ``validation``, ``train_size`` or ``test_size``.
+      ValueError: a bad ``validation`` or ``layout``; a ``train_size`` or ``test_size`` that is
+        not a positive int or exceeds the examples there are (never silently cut).
 
     Example:
       >>> ds = load_fashion_mnist(validation=5000, seed=0)  # doctest: +SKIP
       >>> ds.x_train.shape, ds.x_val.shape, ds.x_test.dtype  # doctest: +SKIP
       ((55000, 784), (5000, 784), dtype('float32'))
     """
+    layout = _check_layout(layout)
     x_train, y_train, x_test, y_test = _load_raw(resolve_data_dir(data_dir))
     n = x_train.shape[0]
     if isinstance(validation, bool) or not isinstance(validation, numbers.Real):
@@ -248,19 +286,26 @@ def load_fashion_mnist(
         n_val = int(validation)
     if not 0 <= n_val < n:
         raise ValueError(f"validation={validation!r}: expected a count in [0, {n})")
+    available = {"train_size": n - n_val, "test_size": len(x_test)}
     for name, size in (("train_size", train_size), ("test_size", test_size)):
-        if size is not None and (not isinstance(size, numbers.Integral) or size <= 0):
+        if size is None:
+            continue
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size <= 0:
             raise ValueError(f"{name}={size!r}: expected a positive int or None")
+        if size > available[name]:
+            held = f" ({n_val} held out for validation)" if name == "train_size" and n_val else ""
+            raise ValueError(
+                f"{name}={size}: Fashion-MNIST has {available[name]} {_SPLIT_WORD[name]} "
+                f"examples{held}; ask for at most that many"
+            )
     x_val = y_val = None
     if n_val:
         perm = np.random.default_rng(seed).permutation(n)
         val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-        x_val, y_val = x_train[val_idx], y_train[val_idx]
+        x_val, y_val = _images(x_train[val_idx], layout), y_train[val_idx]
         x_train, y_train = x_train[train_idx], y_train[train_idx]
-    if train_size is not None:
-        x_train, y_train = x_train[:train_size], y_train[:train_size]
-    if test_size is not None:
-        x_test, y_test = x_test[:test_size], y_test[:test_size]
+    x_train, y_train = _images(x_train[:train_size], layout), y_train[:train_size].copy()
+    x_test, y_test = _images(x_test[:test_size], layout), y_test[:test_size].copy()
     return FashionMNIST(x_train, y_train, x_test, y_test, x_val, y_val)
 
 

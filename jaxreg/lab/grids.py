@@ -26,7 +26,7 @@ def grid(**axes: Sequence[float]) -> list[dict[str, float]]:
       A list of points, each a dict ``{name: value}``.
 
     Raises:
-      ValueError: an axis has no values.
+      ValueError: an axis has no values, or repeats one (the run would be trained twice).
 
     Example:
       >>> grid(weight_decay=[0.0, 1e-3], dropout1=[0.2, 0.5])[1]
@@ -36,10 +36,22 @@ def grid(**axes: Sequence[float]) -> list[dict[str, float]]:
     for name, values in axes.items():
         if len(values) == 0:
             raise ValueError(f"grid axis {name!r} is empty; give at least one value")
+        _check_unique(f"grid axis {name!r}", [float(v) for v in values])
     return [
         dict(zip(names, map(float, combo), strict=True))
         for combo in itertools.product(*axes.values())
     ]
+
+
+def _check_unique(what: str, values: Sequence[float]) -> None:
+    seen = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(
+                f"{what}: value {value:g} is given twice (each point would run twice); give each "
+                "value once"
+            )
+        seen.add(value)
 
 
 def label(point: Mapping[str, Any]) -> str:
@@ -62,7 +74,8 @@ def split_points(points: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[d
       ``(labels, hyperparameter dicts with float values)``.
 
     Raises:
-      ValueError: no points, or points naming different hyperparameters.
+      ValueError: no points, points naming different hyperparameters, or two points with the
+        same hyperparameter values (they would train the same runs twice).
 
     Example:
       >>> split_points([{"name": "none", "lr": 0.1}, {"lr": 0.5}])
@@ -72,6 +85,7 @@ def split_points(points: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[d
         raise ValueError("points: the sweep has no configurations")
     labels, hps = [], []
     keys = None
+    seen: dict[tuple, int] = {}
     for i, point in enumerate(points):
         point = dict(point)
         name = point.pop("name", None)
@@ -84,6 +98,13 @@ def split_points(points: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[d
             )
         labels.append(label(point) if name is None else str(name))
         hps.append({k: float(v) for k, v in point.items()})
+        key = tuple(sorted(hps[-1].items()))
+        if key in seen:
+            raise ValueError(
+                f"points[{i}] repeats points[{seen[key]}] ({label(hps[-1])}): each configuration "
+                "once"
+            )
+        seen[key] = i
     return labels, hps
 
 
@@ -95,10 +116,11 @@ def parse_values(text: str) -> list[float]:
         evenly spaced, 6 significant digits).
 
     Returns:
-      The values, at least one, all finite.
+      The values, at least one, all finite, none repeated.
 
     Raises:
-      ValueError: anything else (the message says what is expected).
+      ValueError: anything else (the message says what is expected, or names the repeated
+        value).
 
     Example:
       >>> parse_values("log:1e-3:1e-1:3")
@@ -121,4 +143,5 @@ def parse_values(text: str) -> list[float]:
         raise ValueError(f"{text!r}: {expected} (log: LO, HI > 0; N >= 1)") from None
     if not values or not all(math.isfinite(v) for v in values):
         raise ValueError(f"{text!r}: {expected}, finite, at least one")
+    _check_unique(repr(text), values)
     return values
