@@ -219,7 +219,7 @@ class _FlaxSide:
 
             graphdef, params, rest = nnx.split(model, nnx.Param, ...)
             self._graphdef, self._rest = graphdef, rest
-            self.params = params.to_pure_dict()
+            self.params = nnx.to_pure_dict(params)
             self._template = params
             if variables is not None:
                 self.params = _inner(variables)

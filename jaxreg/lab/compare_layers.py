@@ -41,10 +41,10 @@ class LayerDiff(NamedTuple):
 
     Attributes:
         flax_path: the Flax module path (``"/"``-joined).
-        torch_path: the torch module name it was paired with, or None if none fits.
+        torch_path: the torch module of the same name (:func:`flax_name`).
         kind: the Flax module's class name.
         shape: the Flax output's shape.
-        max_abs: ``max |flax - torch|`` over the output (inf when unpaired).
+        max_abs: ``max |flax - torch|`` over the output (inf when the shapes differ).
         max_rel: ``max_abs / max |torch|``.
         tolerance: the relative tolerance it exceeds.
         cause: what the layer's input says about the cause, in words.
@@ -52,7 +52,7 @@ class LayerDiff(NamedTuple):
     """
 
     flax_path: str
-    torch_path: str | None
+    torch_path: str
     kind: str
     shape: tuple[int, ...]
     max_abs: float
@@ -62,7 +62,7 @@ class LayerDiff(NamedTuple):
     previous: str | None
 
     def __str__(self) -> str:
-        where = f"torch {self.torch_path!r}" if self.torch_path else "no torch module"
+        where = f"torch {self.torch_path!r}"
         after = f", after {self.previous!r} agreed" if self.previous else ""
         return (
             f"first differing layer: Flax {self.flax_path!r} ({self.kind}, output "
@@ -234,12 +234,7 @@ def _best(flax_out: np.ndarray, torch_out: np.ndarray) -> tuple[float, float, np
     return best
 
 
-def _cause(flax_rec: Record, torch_rec: Record | None, tol: float) -> str:
-    if torch_rec is None:
-        return (
-            "No torch module output of a compatible shape follows the last agreeing one: the two "
-            "models differ in structure here."
-        )
+def _cause(flax_rec: Record, torch_rec: Record, tol: float) -> str:
     if flax_rec.input is None or torch_rec.input is None:
         return "Its input could not be compared."
     a, b = flax_rec.input, torch_rec.input
@@ -270,13 +265,18 @@ def first_difference(
 ) -> LayerDiff | None:
     """The first Flax module (in execution order) whose output differs from torch's.
 
+    A Flax module with a torch namesake is always judged. One without (an auto-named
+    ``Dropout_0``, a ``TorchFlatten``) is paired with a later torch output only when one agrees
+    with it, and otherwise passed over: torch may compute it as a function, not a module, and a
+    difference there shows in the next judged module's input.
+
     Args:
         flax_records: from :func:`record_linen` or :func:`record_nnx`.
         torch_records: from :func:`record_torch`.
         tol: relative tolerance (``max abs / max |torch|``).
 
     Returns:
-        A :class:`LayerDiff`, or None when every paired module agrees (the root modules, whose
+        A :class:`LayerDiff`, or None when every judged module agrees (the root modules, whose
         outputs the caller compares itself, are skipped).
     """
     by_name: dict[str, list[int]] = {}
@@ -285,30 +285,41 @@ def first_difference(
             by_name.setdefault(flax_name(rec.path), []).append(j)
     used: set[int] = set()
     last, previous = -1, None
+    passed_over: list[str] = []
     for rec in flax_records:
         if not rec.path:
             continue
         named = [j for j in by_name.get(flax_name(rec.path), []) if j not in used]
-        later = range(last + 1, len(torch_records))
-        candidates = named[:1] or [j for j in later if j not in used and torch_records[j].path]
-        scored = []
-        for j in candidates:
-            best = _best(rec.output, torch_records[j].output)
-            if best is not None:
-                scored.append((best[1], best[0], j))
-        if not scored:
-            return LayerDiff(
-                rec.path, None, rec.kind, rec.output.shape, float("inf"), float("inf"), tol,
-                _cause(rec, None, tol), previous,
-            )  # fmt: skip
-        max_rel, max_abs, j = min(scored) if not named else scored[0]
-        if max_rel > tol:
-            torch_rec = torch_records[j]
-            return LayerDiff(
-                rec.path, torch_rec.path, rec.kind, rec.output.shape, max_abs, max_rel, tol,
-                _cause(rec, torch_rec, tol), previous,
-            )  # fmt: skip
+        if named:
+            best = _best(rec.output, torch_records[named[0]].output)
+            torch_rec = torch_records[named[0]]
+            if best is None or best[1] > tol:
+                max_abs, max_rel = (float("inf"),) * 2 if best is None else best[:2]
+                cause = _cause(rec, torch_rec, tol)
+                if passed_over and not cause.startswith("Its input agrees"):
+                    cause += (
+                        f" Flax modules since {previous!r} without a torch counterpart: "
+                        f"{', '.join(passed_over)}."
+                    )
+                return LayerDiff(
+                    rec.path, torch_rec.path, rec.kind, rec.output.shape, max_abs, max_rel, tol,
+                    cause, previous,
+                )  # fmt: skip
+            j = named[0]
+        else:
+            later = range(last + 1, len(torch_records))
+            scored = []
+            for k in later:
+                if k in used or not torch_records[k].path:
+                    continue
+                best = _best(rec.output, torch_records[k].output)
+                if best is not None and best[1] <= tol:
+                    scored.append((best[1], k))
+            if not scored:
+                passed_over.append(rec.path)
+                continue
+            j = min(scored)[1]
         used.add(j)
         last = max(last, j)
-        previous = rec.path
+        previous, passed_over = rec.path, []
     return None
