@@ -47,9 +47,15 @@ def dropout_layer(
     assert 0 <= dropout <= 1
     replay = active_replay()
     if replay is not None:
-        # A matched run: the mask was drawn by JAX (``jaxreg.lab.matched``); d2l's arithmetic.
-        mask = replay.take(X.shape, X.dtype, X.device)
-        return torch.zeros_like(X) if dropout == 1 else mask * X / (1.0 - dropout)
+        # A matched run: the mask was drawn by JAX (``jaxreg.lab.draws``); d2l's arithmetic.
+        # d2l draws nothing at dropout 0 or 1; a JAX layer at a traced rate does, so a
+        # matching draw is taken there and checked to keep everything (0) or nothing (1).
+        op = "d2l dropout_layer"
+        if dropout in (0, 1):
+            replay.degenerate(op, ("dropout",), X.shape, float(dropout))
+            return torch.zeros_like(X) if dropout == 1 else X
+        mask = replay.take(X.shape, X.dtype, X.device, kind="dropout", op=op)
+        return mask * X / (1.0 - dropout)
     if dropout == 1:
         return torch.zeros_like(X)
     if dropout == 0:
