@@ -116,9 +116,11 @@ def test_framework_error_lists_choices(capsys):
 
 @pytest.mark.parametrize("framework", ["torch", "both"])
 def test_torch_side_without_torch_is_a_clear_error(capsys, monkeypatch, framework):
-    real = cli.importlib.util.find_spec
+    import importlib.util
+
+    real = importlib.util.find_spec
     monkeypatch.setattr(
-        cli.importlib.util, "find_spec", lambda n, *a: None if n == "torch" else real(n, *a)
+        importlib.util, "find_spec", lambda n, *a: None if n == "torch" else real(n, *a)
     )
     err = _error(capsys, ["run", "numpy-dropout", "--framework", framework])
     assert "needs PyTorch" in err and "pip install" in err

@@ -4,30 +4,34 @@ Usage::
 
     jaxreg list
     jaxreg run NAME [--framework jax|torch|both] [--epochs N] [--seed S] [--faithful]
-                    [--matched] [--dtype float32|float64] [--seeds N]
-                    [--config FILE] [--out DIR] [--data-dir D] [--train-size N] [--test-size N]
+                    [--matched] [--dtype float32|float64] [--seeds N] [--config FILE]
+                    [--out DIR] [--overwrite] [--data-dir D] [--train-size N] [--test-size N]
     jaxreg main [--framework ...] [--epochs N] [--seed S] [--matched] [--dtype D] [--seeds N]
-                    [--out DIR] [--data-dir D]
+                    [--out DIR] [--overwrite] [--data-dir D]
     jaxreg sweep PRESET [--grid NAME=VALUES ...] [--seeds S ...] [--epochs N] [--model M]
-                    [--chunk-size N] [--out DIR] [--synthetic N] [--baseline] [multi-host ...]
+                    [--chunk-size N] [--out DIR] [--overwrite | --resume | --no-resume]
+                    [--synthetic N] [--baseline] [multi-host ...]
+    jaxreg compare SPEC.py [--dtype D] [--epochs N] [--seeds N] [--out DIR] [--overwrite]
     jaxreg bench [--quick] [--rows ROW ...] [--out DIR]
 
 ``run`` and ``main`` go to :mod:`jaxreg.lab.recipes`; ``sweep`` to :mod:`jaxreg.lab.presets`
-(presets in ``experiments/sweeps/``; ``jaxreg sweep --help`` lists them); ``bench`` to
-``benchmarks.run.run`` of a source checkout. ``--out``, ``--data-dir``, ``--epochs``,
-``--train-size`` and ``--test-size`` mean the same in every subcommand. Every value is checked
-while parsing: a bad one ends the command with one line naming the option and what it accepts
-(exit status 2), never a traceback.
+(presets in ``experiments/sweeps/``; ``jaxreg sweep --help`` lists them); ``compare`` to
+``jaxreg.lab.compare_cli`` (imported when the parser is built: it imports no jax); ``bench`` to
+``benchmarks.run.run`` of a source checkout; :mod:`jaxreg.lab.cli_commands` does the checks and
+the dispatch. ``--out``, ``--data-dir``, ``--epochs``, ``--train-size`` and ``--test-size`` mean
+the same in every subcommand; an ``--out`` folder holds one run (:mod:`jaxreg.lab.run_folder`).
+Every value is checked before any work: a bad one ends the command with one line naming the
+option and what it accepts (exit status 2), a file or folder problem with one line naming the
+path (exit status 1), never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
+from jaxreg.lab import cli_commands as commands
 from jaxreg.lab import cli_values as values
 
 FRAMEWORK_CHOICES = ("jax", "torch", "both")
@@ -58,7 +62,12 @@ def _add_shared(parser: argparse.ArgumentParser, *, out_default: str) -> None:
         help="epochs instead of the config's (activity: steps; numpy-dropout: trials; "
         "vgg-norms: ignored)",
     )
-    parser.add_argument("--out", default=None, help=f"output folder (default: {out_default})")
+    parser.add_argument(
+        "--out", default=None, help=f"output folder, one run per folder (default: {out_default})"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the run that --out already holds"
+    )
     parser.add_argument(
         "--data-dir",
         default=None,
@@ -118,7 +127,8 @@ _SWEEP_OPTIONS = (
     ("--chunk-size", values.positive_int, "runs per compiled call (default: by memory)"),
     ("--memory-budget", values.positive_float, "bytes per device for automatic chunks"),
     ("--devices", values.positive_int, "use only the first N devices"),
-    ("--no-resume", None, "ignore finished chunks"),
+    ("--resume", None, "continue the sweep --out holds, also a complete one (reads its chunks)"),
+    ("--no-resume", None, "start an interrupted sweep in --out clean instead of resuming it"),
     ("--validation", values.nonneg_int, "images held out of training for validation"),
     ("--synthetic", values.positive_int, "N: synthetic blobs, N training examples"),
     ("--baseline", None, "also time one un-vmapped single-model run for the cost ratio"),
@@ -208,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(main_job)
 
     _add_sweep(sub)
+    _add_compare(sub)
 
     bench = sub.add_parser(
         "bench", help="the benchmarks of a source checkout (what `make bench` runs)"
@@ -220,6 +231,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_compare(sub) -> None:
+    # H6's module: the subcommand appears as soon as it is installed (it imports no jax).
+    try:
+        from jaxreg.lab import compare_cli
+    except ModuleNotFoundError as err:
+        if err.name != "jaxreg.lab.compare_cli":
+            raise
+        return
+    compare = compare_cli.add_parser(sub)
+    if compare is not None and "--overwrite" not in compare._option_string_actions:
+        compare.add_argument(
+            "--overwrite", action="store_true", help="replace the run that --out already holds"
+        )
+
+
 def _names_help() -> str:
     return "experiment: " + ", ".join(EXPERIMENT_NAMES)
 
@@ -227,118 +253,6 @@ def _names_help() -> str:
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return action.choices[name]
-
-
-def _check_torch(parser: argparse.ArgumentParser, framework: str) -> None:
-    if framework in ("torch", "both") and importlib.util.find_spec("torch") is None:
-        parser.error(
-            f"--framework {framework} needs PyTorch, which is not installed: "
-            "pip install 'jaxreg[torch]' (CPU build: pip install torch==2.13.0), "
-            "or use --framework jax"
-        )
-
-
-def _fail(command: str, err: Exception | str) -> int:
-    print(f"jaxreg {command}: error: {err}", file=sys.stderr)
-    return 1
-
-
-def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> int:
-    from jaxreg.lab import distributed, presets
-
-    if args.preset == "noise-injection":
-        # A tune-then-confirm procedure over several configs, not one grid (issue 11).
-        from jaxreg.lab import noise_injection
-
-        return noise_injection.main(parser, args, argv)
-    if (args.num_processes is None) != (args.process_id is None) or (
-        args.num_processes is not None and not args.coordinator
-    ):
-        parser.error("--coordinator, --num-processes and --process-id go together")
-    if args.num_processes is not None and args.process_id >= args.num_processes:
-        parser.error(f"--process-id {args.process_id} must be < --num-processes")
-    grid = dict(args.grid)
-    if len(grid) != len(args.grid):
-        parser.error("--grid: each hyperparameter may be given once")
-    distributed.init_distributed(
-        args.coordinator, args.num_processes, args.process_id, auto=args.distributed
-    )
-    try:
-        plan = presets.build_plan(
-            args.preset,
-            model=args.model,
-            hidden=args.hidden,
-            epochs=args.epochs,
-            lr=args.lr,
-            grid=grid,
-            seeds=args.seeds,
-        )
-    except ValueError as err:
-        parser.error(str(err))
-    data_options = {
-        "data_dir": args.data_dir,
-        "train_size": args.train_size,
-        "test_size": args.test_size,
-        "validation": args.validation,
-        "synthetic": args.synthetic,
-    }
-    try:
-        dataset = presets.load_dataset(plan, **data_options)
-        out = args.out or presets.default_out(plan, data_options)
-        report = presets.run_plan(
-            plan,
-            dataset,
-            out,
-            command="jaxreg " + " ".join(argv),
-            source=f"synthetic({args.synthetic})" if args.synthetic else "fashion-mnist",
-            chunk_size=args.chunk_size,
-            memory_budget=int(args.memory_budget) if args.memory_budget else None,
-            devices=args.devices,
-            resume=not args.no_resume,
-            baseline=args.baseline,
-            quiet=args.quiet,
-        )
-    except (FileNotFoundError, ValueError) as err:
-        return _fail("sweep", err)
-    if report is not None:
-        if not args.quiet:
-            print(report.read_text())
-        n_runs = len(plan.points) * len(plan.seeds)
-        print(f"sweep {plan.name}: {n_runs} runs, report in {report}")
-    return 0
-
-
-def _bench(args: argparse.Namespace) -> int:
-    # benchmarks/ is not installed with jaxreg: it is imported from the checkout being run in.
-    if (Path.cwd() / "benchmarks" / "run.py").is_file() and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    try:
-        from benchmarks import run as bench_run
-    except ModuleNotFoundError as err:
-        if err.name != "benchmarks":
-            raise
-        return _fail("bench", "jaxreg bench runs from a source checkout (make bench)")
-    try:
-        bench_run.run(
-            quick=args.quick,
-            rows=args.rows,
-            out=args.out,
-            device=args.device,
-            plot=not args.no_plot,
-        )
-    except ValueError as err:
-        return _fail("bench", err)
-    return 0
-
-
-def _compile_cache(*, off: bool) -> None:
-    # A rerun of the same experiment in a new process reads its compiled programs from disk.
-    from jaxreg.lab import timing
-
-    if off:
-        timing.disable_compilation_cache()
-    else:
-        timing.enable_compilation_cache()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -360,14 +274,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    if from_command_line and args.command in ("run", "main", "sweep"):
+    args.argv = argv
+    if from_command_line and args.command in ("run", "main", "sweep", "compare"):
         # The console script turns the cache on for its own process; a caller of main([...])
         # keeps its process's JAX configuration as it is.
-        _compile_cache(off=args.no_compile_cache)
+        commands.compile_cache(off=args.no_compile_cache)
     if args.command == "sweep":
-        return _sweep(_subparser(parser, "sweep"), args, argv)
+        return commands.sweep(_subparser(parser, "sweep"), args, argv)
     if args.command == "bench":
-        return _bench(args)
+        return commands.bench(args)
+    if args.command == "compare":
+        return commands.compare(args)
 
     from jaxreg.lab import recipes
 
@@ -375,53 +292,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(recipes.describe_experiments())
         return 0
     subparser = _subparser(parser, args.command)
-    _check_torch(subparser, args.framework)
+    commands.check_torch(subparser, args.framework)
     if args.dtype != "float64":
-        return _run(subparser, args, argv, recipes)
+        return commands.run_or_main(subparser, args, argv, recipes)
     import jax
 
     # Before any array is made, and restored after, for callers that stay in this process.
     previous = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", True)
     try:
-        return _run(subparser, args, argv, recipes)
+        return commands.run_or_main(subparser, args, argv, recipes)
     finally:
         jax.config.update("jax_enable_x64", previous)
-
-
-def _run(subparser, args: argparse.Namespace, argv: list[str], recipes) -> int:
-    options = recipes.RunOptions(
-        framework=args.framework,
-        epochs=args.epochs,
-        seed=args.seed,
-        faithful=getattr(args, "faithful", False),
-        out=args.out,
-        data_dir=args.data_dir,
-        limit_train=args.train_size,
-        limit_test=args.test_size,
-        progress=not args.no_progress and sys.stdout.isatty(),
-        config_path=getattr(args, "config", None),
-        command="jaxreg " + " ".join(argv),
-        matched=args.matched,
-        dtype=args.dtype,
-        seeds=args.seeds or (recipes.MAIN_SEEDS if args.command == "main" else 1),
-    )
-    names = recipes.MAIN_EXPERIMENTS if args.command == "main" else (args.name,)
-    try:
-        for name in names:
-            recipes.check_options(name, options)
-    except ValueError as err:
-        subparser.error(str(err))
-    try:
-        if args.command == "main":
-            result = recipes.run_main(options)
-        else:
-            result = recipes.run_experiment(args.name, options)
-    except (FileNotFoundError, ValueError) as err:
-        return _fail(args.command, err)
-    print(result.table)
-    print(f"\nresults in {result.run_dir}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ def nonneg_int(text: str) -> int:
     return _int(text, 0, "an integer >= 0")
 
 
+SEED_MAX = 2**32 - 1
+"""The largest seed: JAX keys and torch's ``manual_seed`` here take uint32 seeds."""
+
+
 def seed(text: str) -> int:
     try:
         value = int(text)
@@ -37,7 +41,29 @@ def seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer seed (>= 0)") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"seed {value} is negative (expected an int >= 0)")
+    if value > SEED_MAX:
+        raise argparse.ArgumentTypeError(
+            f"seed {value} is above {SEED_MAX} (seeds are uint32: 0..{SEED_MAX})"
+        )
     return value
+
+
+def seed_range_error(first: int, count: int) -> str | None:
+    """Why ``--seed first --seeds count`` cannot run (its last seed overflows uint32), or None.
+
+    Example:
+      >>> seed_range_error(4294967295, 2)[:55]
+      '--seed 4294967295 --seeds 2: the last seed, 4294967296,'
+      >>> seed_range_error(4294967294, 2) is None
+      True
+    """
+    last = first + count - 1
+    if last <= SEED_MAX:
+        return None
+    return (
+        f"--seed {first} --seeds {count}: the last seed, {last}, is above {SEED_MAX} (seeds are "
+        f"uint32); use --seed {SEED_MAX - count + 1} or lower"
+    )
 
 
 def positive_float(text: str) -> float:

@@ -52,18 +52,37 @@ def load_config_file(path: str | Path, *, name: str = "config") -> dict[str, Any
 
     Raises:
       FileNotFoundError: ``path`` does not exist.
-      ValueError: the file has no callable ``get_config``.
+      ValueError: the file is not valid Python (file, line and the parser's message), raises
+        while it runs or while ``get_config()`` runs (named, with the exception), or has no
+        callable ``get_config``.
 
     Example:
       >>> load_config_file(experiments_dir() / "dropout.py")["lr"]
       0.5
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"config file {path} is a folder; expected a .py file with get_config()")
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} not found")
     spec = importlib.util.spec_from_file_location(f"jaxreg_config_{name}", path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"config file {path}: not a Python file (expected a .py file)")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as err:
+        where = f"line {err.lineno}" + (f", column {err.offset}" if err.offset else "")
+        raise ValueError(f"config file {path}: syntax error at {where}: {err.msg}") from None
+    except Exception as err:  # noqa: BLE001 - any error of the user's file, named in one line
+        raise ValueError(
+            f"config file {path}: {type(err).__name__} while loading it: {err}"
+        ) from err
     if not callable(getattr(module, "get_config", None)):
         raise ValueError(f"config file {path} has no get_config() function")
-    return module.get_config()
+    try:
+        return module.get_config()
+    except Exception as err:  # noqa: BLE001
+        raise ValueError(
+            f"config file {path}: get_config() raised {type(err).__name__}: {err}"
+        ) from err

@@ -20,6 +20,50 @@ import numpy as np
 AXIS = "config"
 
 
+def check_flags(
+    coordinator: str | None,
+    num_processes: int | None,
+    process_id: int | None,
+    *,
+    auto: bool = False,
+) -> None:
+    """Raises ValueError (one line, naming the flags) when the multi-host options disagree.
+
+    ``--coordinator HOST:PORT``, ``--num-processes N`` and ``--process-id I`` go together
+    (``0 <= I < N``); ``--distributed`` detects all three from the cluster and takes none of them.
+
+    Example:
+      >>> check_flags("host:1234", None, None)  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      ValueError: --coordinator needs --num-processes and --process-id ...
+    """
+    given = {
+        "--coordinator": coordinator is not None,
+        "--num-processes": num_processes is not None,
+        "--process-id": process_id is not None,
+    }
+    named = [flag for flag, present in given.items() if present]
+    if auto and named:
+        raise ValueError(
+            f"--distributed detects the cluster (SLURM, Open MPI): drop {', '.join(named)}, or "
+            "drop --distributed and give --coordinator, --num-processes and --process-id"
+        )
+    if named and len(named) < 3:
+        missing = [flag for flag, present in given.items() if not present]
+        raise ValueError(
+            f"{named[0]} needs {' and '.join(missing)}: --coordinator, --num-processes and "
+            "--process-id go together (one value per process)"
+        )
+    if coordinator is not None and (":" not in coordinator or not coordinator.rsplit(":")[-1]):
+        raise ValueError(f"--coordinator {coordinator!r}: expected HOST:PORT, e.g. node0:1234")
+    if num_processes is not None and not 0 <= process_id < num_processes:
+        raise ValueError(
+            f"--process-id {process_id} must be in 0..{num_processes - 1} (--num-processes "
+            f"{num_processes})"
+        )
+
+
 def init_distributed(
     coordinator: str | None = None,
     num_processes: int | None = None,
@@ -117,6 +161,34 @@ def estimate_run_bytes(train: Any) -> int:
     floats += 4 * train.batch_size * (widths + train._template_x.size)
     floats += 2 * min(cfg.eval_batch_size, 10**9) * widths
     return 4 * int(floats)
+
+
+def available_bytes() -> int:
+    """Memory the next allocation can use: an accelerator's limit, else the host's available RAM.
+
+    Linux's ``MemAvailable`` (free plus reclaimable), else the physical memory.
+
+    Example:
+      >>> available_bytes() > 0
+      True
+    """
+    import jax
+
+    device = jax.local_devices()[0]
+    stats = getattr(device, "memory_stats", lambda: None)()
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
 
 
 def default_memory_budget() -> int:

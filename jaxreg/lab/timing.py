@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -161,11 +162,15 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
     ``$JAXREG_NO_COMPILE_CACHE=1`` (the CLI's ``--no-compile-cache`` calls
     ``disable_compilation_cache`` instead).
 
+    The cache is optional: a folder that is a file, cannot be created or is not writable gives
+    one :class:`CacheWarning` naming the folder and why, and the process goes on without it.
+
     Args:
       path: the cache folder; None = ``default_cache_dir()``. Created if missing.
 
     Returns:
-      The folder in use, or None when the environment turned the cache off.
+      The folder in use, or None when the environment turned the cache off or the folder is
+      unusable (then the cache is off).
 
     Example:
       >>> import tempfile
@@ -179,7 +184,16 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
     if compile_cache_disabled_by_env():
         return None
     folder = Path(path).expanduser() if path is not None else default_cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    problem = _cache_dir_problem(folder)
+    if problem is not None:
+        source = f" (${CACHE_DIR_ENV})" if path is None and os.environ.get(CACHE_DIR_ENV) else ""
+        warnings.warn(
+            f"compilation cache folder {folder}{source} {problem}: running without the cache",
+            CacheWarning,
+            stacklevel=2,
+        )
+        disable_compilation_cache()
+        return None
     jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -187,6 +201,22 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
     _reset_cache()
     return folder
+
+
+class CacheWarning(UserWarning):
+    """The persistent compilation cache folder is unusable; compilation goes on without it."""
+
+
+def _cache_dir_problem(folder: Path) -> str | None:
+    if folder.exists() and not folder.is_dir():
+        return "is a file, not a folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return f"cannot be created ({err.strerror or err})"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "is not writable"
+    return None
 
 
 def disable_compilation_cache() -> None:
