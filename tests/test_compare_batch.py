@@ -4,7 +4,17 @@ import jax
 import numpy as np
 import pytest
 import torch
-from _compare_models import CNN, NNXNet, TorchCNN, TorchNNXNet, features, images, nchw
+from _compare_models import (
+    CNN,
+    NNXNet,
+    ResNet,
+    TorchCNN,
+    TorchNNXNet,
+    TorchResNet,
+    features,
+    images,
+    nchw,
+)
 from flax import nnx
 
 from jaxreg.lab.compare import (
@@ -94,3 +104,53 @@ def test_bad_arguments_name_the_parameter(kwargs, match):
     model, variables, twin, x, y = _cnn()
     with pytest.raises(ValueError, match=match):
         check_batch(model, variables, twin, x, y, **kwargs)
+
+
+def test_cnn_agrees_with_its_draws_shared():
+    model, variables, twin, x, y = _cnn()
+    report = check_batch(model, variables, twin, x, y, dropout=(True,), to_torch=nchw)
+    assert report.ok, report
+    # Two sites per forward: the spatial dropout's (N, C) and the dense dropout's.
+    assert report.draws == {("float32", True): 2, ("float64", True): 2}
+    assert report.max_rel("float64", "gradients", dropout=True) < 1e-12
+
+
+def test_an_unshared_torch_random_op_fails_with_its_name():
+    from jaxreg.lab.draws import UnsharedDrawError
+
+    model, variables, _, x, y = _cnn()
+    twin = TorchCNN(random_op="bernoulli")
+    with pytest.raises(UnsharedDrawError, match="bernoulli"):
+        check_batch(model, variables, twin, x, y, dtypes=("float64",), to_torch=nchw)
+
+
+def _resnet(rate=0.3, torch_rate=0.3):
+    x, y = features()
+    model = ResNet(rate)
+    variables = model.init(jax.random.key(0), x, deterministic=True)
+    return model, variables, TorchResNet(torch_rate), x, y
+
+
+def test_resnet_drop_path_is_shared():
+    model, variables, twin, x, y = _resnet()
+    report = check_batch(model, variables, twin, x, y, dropout=(False, True))
+    assert report.ok, report
+    assert report.draws[("float64", True)] == 2
+
+
+def test_resnet_wrong_drop_path_rate_is_named_at_its_block():
+    model, variables, twin, x, y = _resnet(torch_rate=0.2)
+    report = check_batch(model, variables, twin, x, y, dtypes=("float64",))
+    # Evaluation mode ignores the rate; training mode scales survivors by 1/0.8, not 1/0.7.
+    assert [r.ok for r in report.rows if r.tensor == "outputs"] == [True, False]
+    diff = report.first_differences[("float64", True)]
+    assert diff.flax_path == "blocks_0" and diff.previous == "blocks_0/fc2"
+
+
+def test_nnx_dropout_is_shared_and_a_missing_torch_site_fails():
+    x, y = features()
+    model = NNXNet(rngs=nnx.Rngs(0, dropout=1))
+    report = check_batch(model, None, TorchNNXNet(), x, y, dropout=(True,))
+    assert report.ok, report
+    with pytest.raises(Exception, match="drop"):
+        check_batch(model, None, TorchNNXNet(dropout=False), x, y, dropout=(True,))

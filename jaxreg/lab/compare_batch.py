@@ -218,7 +218,7 @@ class _FlaxSide:
             from flax import nnx
 
             graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-            self._graphdef, self._rest = graphdef, rest
+            self._graphdef, self._rest, self._rest_given = graphdef, rest, rest
             self.params = nnx.to_pure_dict(params)
             self._template = params
             if variables is not None:
@@ -231,12 +231,34 @@ class _FlaxSide:
                 )
             self.params = _inner(variables)
 
+    def set_dtype(self, dtype: str) -> None:
+        """Casts an NNX model's non-parameter floats (traced rates) to ``dtype``.
+
+        A rate built as a float32 ``Hyperparameter`` (0.3 -> 0.30000001192...) would scale a
+        float64 run's survivors by another 1 / keep than torch's double ``p``: a scalar is
+        recovered from its shortest decimal form, the number the model was built with.
+        """
+        if not self.nnx:
+            return
+
+        def cast(value):
+            value = jnp.asarray(value)
+            if not jnp.issubdtype(value.dtype, jnp.floating):
+                return value
+            if value.ndim == 0 and value.dtype == jnp.float32:
+                return jnp.asarray(float(str(np.float32(value))), dtype)
+            return value.astype(dtype)
+
+        self._rest = jax.tree.map(cast, self._rest_given)
+
     def _merge(self, params):
         from flax import nnx
 
+        # Fresh copies: merging the same Variables inside a jax trace would mutate (the rng
+        # counts) objects created outside it, and every call starts from the same rng state.
         state = jax.tree.map(lambda x: x, self._template)
         nnx.replace_by_pure_dict(state, params)
-        return nnx.merge(self._graphdef, state, self._rest)
+        return nnx.merge(self._graphdef, state, jax.tree.map(lambda x: x, self._rest))
 
     def call(self, params, x, train: bool, key):
         """The model's output; ``key`` seeds the dropout stream (Linen) when ``train``."""
@@ -292,7 +314,42 @@ def _torch_call(model, x, draws):
     return out
 
 
-def _grads_to_flax(torch_model, template) -> dict[str, np.ndarray]:
+def _flat(tree: Any) -> dict[str, np.ndarray]:
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    return {
+        "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path): np.asarray(v)
+        for path, v in leaves
+    }
+
+
+def _by_module(params: Any) -> dict[str, Any]:
+    """Flax params as ``{module: {leaf: value}}`` with nested module paths joined by ``_``.
+
+    :mod:`jaxreg.convert` maps torch's dotted module paths (``blocks.0.fc1``) to one Flax module
+    name (``blocks_0_fc1``); a nested Flax model (``blocks_0/fc1``) is brought to that form here
+    and back by :func:`_nest`.
+    """
+    out: dict[str, Any] = {}
+    for path, value in _flat(params).items():
+        *module, leaf = path.split("/")
+        if module:
+            out.setdefault("_".join(module), {})[leaf] = value
+        else:
+            out[leaf] = value
+    return out
+
+
+def _nest(by_module: dict[str, Any], like: Any) -> Any:
+    """The values of :func:`_by_module`'s form in the structure of ``like``."""
+
+    def pick(path, _):
+        *module, leaf = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
+        return by_module["_".join(module)][leaf] if module else by_module[leaf]
+
+    return jax.tree_util.tree_map_with_path(pick, like)
+
+
+def _grads_to_flax(torch_model, params) -> Any:
     from jaxreg.convert import torch_to_flax
 
     grads = {}
@@ -302,15 +359,7 @@ def _grads_to_flax(torch_model, template) -> dict[str, np.ndarray]:
                 f"torch parameter {name!r} got no gradient: it is not used by the forward pass"
             )
         grads[name] = p.grad
-    return torch_to_flax(grads, template=template)
-
-
-def _flat(tree: Any) -> dict[str, np.ndarray]:
-    leaves = jax.tree_util.tree_leaves_with_path(tree)
-    return {
-        "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path): np.asarray(v)
-        for path, v in leaves
-    }
+    return _nest(torch_to_flax(grads, template=_by_module(params)), params)
 
 
 # ---- the check -----------------------------------------------------------------------------------
@@ -387,7 +436,7 @@ def check_batch(
     template = {n: p for n, p in torch_model.named_parameters()}
     from jaxreg.convert import flax_to_torch
 
-    state = flax_to_torch(jax.tree.map(np.asarray, side.params), template=template)
+    state = flax_to_torch(_by_module(side.params), template=template)
     rows: list[TensorCheck] = []
     firsts: dict[tuple[str, bool], layers.LayerDiff | None] = {}
     shared: dict[tuple[str, bool], int] = {}
@@ -398,6 +447,7 @@ def check_batch(
             for name, p in twin.named_parameters():
                 p.copy_(torch.from_numpy(np.asarray(state[name], dtype)))
         with jax.enable_x64(dtype == "float64"):
+            side.set_dtype(dtype)
             params = jax.tree.map(lambda a, d=dtype: jnp.asarray(a, d), side.params)
             xj = jnp.asarray(np.asarray(x), dtype)
             yj = jnp.asarray(np.asarray(y))
@@ -518,8 +568,9 @@ def check_conversion(
             variables = flax_model.init(jax.random.key(0), jnp.asarray(probe), **kwargs)
         template = variables
     state = {n: p for n, p in torch_model.named_parameters()}
-    converted = torch_to_flax(state, template=template)
-    params = _inner(converted)
+    inner = _inner(template)
+    params = _nest(torch_to_flax(state, template=_by_module(inner)), inner)
+    converted = params if inner is template else {"params": params}
     side = _FlaxSide(flax_model, params)
     twin = copy.deepcopy(torch_model).to(getattr(torch, dtype)).eval()
     tol = TOLERANCES[dtype]["outputs"].value
