@@ -5,12 +5,13 @@ hyperparameters. ``import jaxreg`` never imports torch; the PyTorch side lives i
 ``jaxreg.torch_ref`` and is imported only on demand.
 """
 
-from jaxreg import convert, init, models, nn, nnx, numpy_ref
+from jaxreg import convert, dropout, init, models, nn, nnx, numpy_ref
 from jaxreg.alpha import alpha_dropout, alpha_dropout_with_mask, feature_alpha_dropout
 from jaxreg.constraints import max_norm
 from jaxreg.convert import flax_to_torch, torch_to_flax
+
+# ``dropout`` is the module jaxreg.dropout, callable as its dropout function.
 from jaxreg.dropout import (
-    dropout,
     dropout_mask,
     dropout_with_mask,
     mc_dropout_predict,

@@ -1,6 +1,8 @@
 """Tests of jaxreg.dropout: invariants, statistics, edge rates, traced rates, errors, replay."""
 
+import inspect
 import math
+import types
 
 import hypothesis.strategies as st
 import jax
@@ -37,8 +39,14 @@ def _no_zeros(shape=SHAPE, seed=0, dtype=jnp.float32):
 
 
 def test_public_names_exported():
-    for name in ("dropout", "dropout_mask", "dropout_with_mask", "vanilla_dropout"):
+    for name in ("dropout_mask", "dropout_with_mask", "vanilla_dropout"):
         assert getattr(jaxreg, name) is globals()[name]
+    # jaxreg.dropout is the module (import jaxreg.dropout), callable as its dropout function.
+    assert isinstance(jaxreg.dropout, types.ModuleType)
+    assert jaxreg.dropout.dropout is dropout
+    x, key = jnp.ones(8), jax.random.key(0)
+    np.testing.assert_array_equal(jaxreg.dropout(x, 0.5, key=key), dropout(x, 0.5, key=key))
+    assert inspect.signature(jaxreg.dropout) == inspect.signature(dropout)
     assert jaxreg.mc_dropout_predict is mc_dropout_predict
     assert jaxreg.nn.Dropout is not None and jaxreg.numpy_ref.NumpyDropout is not None
 
@@ -496,7 +504,7 @@ def test_bits16_kept_fraction_within_5_sigma_of_exact_probability(rate, impl):
 def test_bits16_values_cover_all_16_bit_levels_uniformly(impl):
     # Every 16-bit level must be reachable with equal odds, else the keep probability is not
     # K / 65536: rates one level apart (rate = 1 - k / 65536) keep fractions exactly k / 65536.
-    from jaxreg.keep_masks import _uniform16
+    from jaxreg._src.keep_masks import _uniform16
 
     n = 1 << 22
     values = np.asarray(_uniform16(jax.random.key(3, impl=impl), n))
@@ -512,7 +520,7 @@ def test_bits16_values_cover_all_16_bit_levels_uniformly(impl):
 def test_bits16_threshold_concrete_equals_traced(rate):
     # The same rounding (half to even) for a Python float and a traced scalar, so a mask does
     # not change when a rate becomes a traced sweep axis.
-    from jaxreg.keep_masks import _threshold16
+    from jaxreg._src.keep_masks import _threshold16
 
     keep = 1.0 - rate
     concrete = _threshold16(keep)

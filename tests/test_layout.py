@@ -1,9 +1,13 @@
 """The package's architecture as tests: the library never reaches into the harness or torch."""
 
 import ast
+import importlib
 import subprocess
 import sys
+import types
 from pathlib import Path
+
+import pytest
 
 import jaxreg
 
@@ -50,3 +54,49 @@ def test_import_jaxreg_loads_neither_harness_nor_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]", out
+
+
+# The public modules: façades over jaxreg/_src (optax's layout).
+PUBLIC_MODULES = (
+    "alpha",
+    "constraints",
+    "convert",
+    "dropout",
+    "init",
+    "keep_masks",
+    "masks",
+    "models",
+    "nn",
+    "nnx",
+    "noise",
+    "numpy_ref",
+    "optim",
+    "penalties",
+    "prox",
+    "spatial",
+    "transforms",
+    "vgg",
+)
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_public_module_is_a_facade_never_shadowed(name):
+    # `import jaxreg.<name> as m` reads the package attribute: a function of the same name bound
+    # there would shadow the module (jaxreg.dropout once did).
+    module = importlib.import_module(f"jaxreg.{name}")
+    assert getattr(jaxreg, name, module) is module
+    assert isinstance(module, types.ModuleType)
+    exported = module.__all__
+    assert exported and len(set(exported)) == len(exported)
+    for public in exported:
+        value = getattr(module, public)
+        assert not public.startswith("_")
+        where = getattr(value, "__module__", None)
+        if where is not None and where.startswith("jaxreg"):
+            # Defined in the implementation, re-exported here.
+            assert where.startswith("jaxreg._src."), (name, public, where)
+    # A façade defines nothing but the re-exports (dropout adds only its callable module class).
+    source = Path(module.__file__).read_text()
+    tree = ast.parse(source)
+    defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    assert defined <= {"_CallableModule"}, (name, defined)

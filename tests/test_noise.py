@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import jaxreg
-from jaxreg.alpha import _SELU_ALPHA, alpha_dropout, alpha_dropout_with_mask, feature_alpha_dropout
+from jaxreg._src.alpha import _SELU_ALPHA
+from jaxreg.alpha import alpha_dropout, alpha_dropout_with_mask, feature_alpha_dropout
 from jaxreg.noise import (
     drop_connect,
     drop_path,

@@ -9,15 +9,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxreg.masks import Mask
-from jaxreg.optim._common import (
+from jaxreg._src.masks import Mask
+from jaxreg._src.optim_common import (
     _check_flags,
     _check_torch,
     _concrete_float,
     _decay_flags,
     _is_concrete,
 )
-from jaxreg.transforms import ScalarOrSchedule, _cast_like, _hparam_value, _require_params
+from jaxreg._src.transforms import ScalarOrSchedule, _cast_like, _hparam_value, _require_params
 
 __all__ = ["TorchAdamState", "torch_adam", "torch_adamw"]
 

@@ -1,10 +1,4 @@
-"""Alpha dropout for self-normalizing (SELU) networks: torch's AlphaDropout, FeatureAlphaDropout.
-
-The conventions are those of :mod:`jaxreg.dropout`: a keyword-only key required in training,
-traced rates (``jax.vmap`` over them, no recompilation), ``ValueError`` for a concrete bad rate
-and NaN for a traced one. Channels are LAST, as in Flax (torch's feature variant is
-channels-first).
-"""
+"""The implementation of :mod:`jaxreg.alpha` (documented there)."""
 
 from __future__ import annotations
 
@@ -14,7 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxreg.dropout import (
+from jaxreg._src.dropout import (
     _as_float,
     _check_floating,
     _check_probability,
@@ -22,7 +16,7 @@ from jaxreg.dropout import (
     _keep_probability,
     _require_key,
 )
-from jaxreg.spatial import _feature_shape
+from jaxreg._src.spatial import _feature_shape
 
 __all__ = ["alpha_dropout", "alpha_dropout_with_mask", "feature_alpha_dropout"]
 

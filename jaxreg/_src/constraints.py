@@ -1,12 +1,4 @@
-"""Constraints as optax transforms: the max-norm bound on each unit's incoming weights.
-
-A constraint acts on the parameters the step produces, not on the gradient, so it is placed
-AFTER the optimizer (last in the chain) and needs ``params`` in ``update``: with
-``z = w + update`` it returns ``project(z) - w``, so that ``optax.apply_updates`` lands on the
-projected weights. optax's ``keep_params_nonnegative`` works the same way::
-
-    optax.chain(optax.sgd(lr, momentum=0.9), jaxreg.max_norm(3.0, mask=weights_only(params)))
-"""
+"""The implementation of :mod:`jaxreg.constraints` (documented there)."""
 
 from __future__ import annotations
 
@@ -16,9 +8,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxreg.masks import Mask
-from jaxreg.penalties import _check_axis, _unit_axes
-from jaxreg.transforms import (
+from jaxreg._src.masks import Mask
+from jaxreg._src.penalties import _check_axis, _unit_axes
+from jaxreg._src.transforms import (
     ScalarOrSchedule,
     _cast_like,
     _check_nonnegative,

@@ -1,30 +1,4 @@
-"""Dropout with explicit keys: inverted, vanilla (cs231n) and Monte-Carlo prediction.
-
-Conventions (the seeds mix them, jaxreg does not):
-
-* ``rate`` is always the DROP probability (PyTorch ``p``, d2l ``dropout``, Flax ``rate``);
-  a keep probability is always called ``keep_prob`` (seed 000's ``prob`` and seed 002's ``p``).
-* Every random draw takes a caller-passed ``key``; training mode without a key is an error,
-  never a silently fixed mask.
-* ``rate`` may be a traced scalar, so one compiled function serves a whole sweep over rates
-  (``jax.vmap`` over rates, or a new rate per call without recompiling). A concrete rate outside
-  ``[0, 1]`` or NaN raises ``ValueError``. A traced rate cannot be inspected at trace time, so
-  it cannot raise: outside ``[0, 1]`` or NaN it makes the whole output NaN, and the mistake
-  surfaces in the loss rather than as silently dropped activations.
-
-The PyTorch traps this module makes explicit:
-
-* ``torch.nn.functional.dropout(x, p)`` defaults to ``training=True``. Seeds 000 and 001 call
-  it inside ``forward`` without ``training=self.training``, so their dropout stays on after
-  ``model.eval()``. Here the mode is an argument: :func:`dropout` is stochastic unless
-  ``deterministic=True`` and :class:`jaxreg.nn.Dropout` has no default mode at all. To
-  reproduce the defect on purpose, keep ``deterministic=False`` at evaluation time.
-* d2l's ``dropout_layer(X, dropout)`` (seeds 003 and 004) is :func:`dropout` with
-  ``rate=dropout``: the same distribution, same scaling by ``1 / (1 - dropout)``, zeros for
-  ``dropout == 1`` and ``X`` for ``dropout == 0``. Its arithmetic is ``mask * X / keep``, one
-  rounding away from PyTorch's ``X * (1 / keep)``; :func:`dropout_with_mask` replays either
-  bit for bit (``formula="d2l"`` or the default ``formula="torch"``).
-"""
+"""The implementation of :mod:`jaxreg.dropout` (documented there)."""
 
 from __future__ import annotations
 
@@ -36,8 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxreg.keep_masks import _as_float, check_generator
-from jaxreg.keep_masks import keep_mask as _keep_mask
+from jaxreg._src.keep_masks import _as_float, check_generator
+from jaxreg._src.keep_masks import keep_mask as _keep_mask
 
 __all__ = [
     "dropout",

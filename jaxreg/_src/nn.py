@@ -1,17 +1,4 @@
-"""Flax Linen dropout layers on the functional core of :mod:`jaxreg.dropout`.
-
-The modules hold no state and no key: the key comes from the ``rng_collection`` ("dropout")
-passed to ``apply``, and the mode from ``deterministic``, given either as a module attribute or
-at call time (Flax's ``merge_param`` convention: exactly one of the two). There is no default
-mode, so PyTorch's ``F.dropout`` trap (seeds 000, 001: ``training=True`` by default, dropout left
-on after ``model.eval()``) cannot happen by omission.
-
-The layers work anywhere in a model; seed 002's ``net_dropped`` puts dropout BEFORE the ReLU::
-
-    x = nn.Dense(300)(x)
-    x = jaxreg.nn.Dropout(0.5)(x, deterministic=not train)
-    x = nn.relu(x)
-"""
+"""The implementation of :mod:`jaxreg.nn` (documented there)."""
 
 from __future__ import annotations
 
@@ -21,9 +8,9 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from jaxreg.dropout import _check_probability, dropout, vanilla_dropout
-from jaxreg.keep_masks import check_generator
-from jaxreg.nn_noise import (
+from jaxreg._src.dropout import _check_probability, dropout, vanilla_dropout
+from jaxreg._src.keep_masks import check_generator
+from jaxreg._src.nn_noise import (
     AlphaDropout,
     DropConnectDense,
     Dropout1d,

@@ -16,10 +16,10 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from jaxreg.alpha import alpha_dropout, feature_alpha_dropout
-from jaxreg.dropout import _concrete_float
-from jaxreg.noise import drop_connect, drop_path, gaussian_dropout, gaussian_noise
-from jaxreg.spatial import dropout1d, dropout2d, dropout3d, spatial_dropout
+from jaxreg._src.alpha import alpha_dropout, feature_alpha_dropout
+from jaxreg._src.dropout import _concrete_float
+from jaxreg._src.noise import drop_connect, drop_path, gaussian_dropout, gaussian_noise
+from jaxreg._src.spatial import dropout1d, dropout2d, dropout3d, spatial_dropout
 
 __all__ = [
     "AlphaDropout",

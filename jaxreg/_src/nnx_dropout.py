@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxreg.dropout import _check_probability, dropout, vanilla_dropout
+from jaxreg._src.dropout import _check_probability, dropout, vanilla_dropout
 
 __all__ = ["Dropout", "Hyperparameter", "VanillaDropout"]
 

@@ -28,12 +28,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxreg.alpha import alpha_dropout, feature_alpha_dropout
-from jaxreg.dropout import _check_probability, _concrete_float
-from jaxreg.nnx_dropout import Hyperparameter, _Stochastic
-from jaxreg.noise import drop_path as _drop_path
-from jaxreg.noise import gaussian_dropout, gaussian_noise
-from jaxreg.spatial import dropout1d, dropout2d, dropout3d, spatial_dropout
+from jaxreg._src.alpha import alpha_dropout, feature_alpha_dropout
+from jaxreg._src.dropout import _check_probability, _concrete_float
+from jaxreg._src.nnx_dropout import Hyperparameter, _Stochastic
+from jaxreg._src.noise import drop_path as _drop_path
+from jaxreg._src.noise import gaussian_dropout, gaussian_noise
+from jaxreg._src.spatial import dropout1d, dropout2d, dropout3d, spatial_dropout
 
 __all__ = [
     "AlphaDropout",

@@ -25,10 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from jaxreg.dropout import _concrete_float
-from jaxreg.init import Dense, torch_bias_init, torch_kernel_init
-from jaxreg.nn import Dropout
-from jaxreg.nn_noise import DropConnectDense, GaussianDropout, GaussianNoise
+from jaxreg._src.dropout import _concrete_float
+from jaxreg._src.init import Dense, torch_bias_init, torch_kernel_init
+from jaxreg._src.nn import Dropout
+from jaxreg._src.nn_noise import DropConnectDense, GaussianDropout, GaussianNoise
 
 __all__ = ["NOISE_TECHNIQUES", "NoiseMLP"]
 

@@ -7,8 +7,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxreg.masks import Mask, resolve_mask
-from jaxreg.transforms import _check_nonnegative
+from jaxreg._src.masks import Mask, resolve_mask
+from jaxreg._src.transforms import _check_nonnegative
 
 
 def _is_concrete(value: Any) -> bool:

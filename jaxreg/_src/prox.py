@@ -1,23 +1,4 @@
-"""Proximal optax transforms for structured and mixed sparsity: group lasso and elastic net.
-
-Like :func:`jaxreg.l1_prox`, each is placed AFTER the optimizer's step. With ``z = w + update``
-(the weights the step would produce) the transform replaces ``z`` by the proximal operator of
-``learning_rate * penalty`` at ``z`` and returns the update that lands there, so that
-``optax.apply_updates`` gives the proximal-gradient (ISTA) iterate::
-
-    # whole units driven to exact zeros (structured sparsity)
-    optax.chain(optax.sgd(lr), jaxreg.group_lasso_prox(strength, lr, mask=weights_only(params)))
-    # l1 |w| + l2/2 w**2: sparse and shrunk
-    optax.chain(optax.sgd(lr), jaxreg.elastic_net_prox(l1, l2, lr))
-
-A weight (or unit) that the prox sets to zero lands on an exact 0: the returned update is
-``0 - w`` and ``w + (0 - w)`` is exactly 0 in IEEE arithmetic. PyTorch has no proximal
-operator; the parity suite compares against the same formula written in torch.
-
-Strengths and ``learning_rate`` may be Python floats, traced scalars (a vmapped sweep; changing
-them never recompiles) or schedules ``count -> value``; the threshold uses the learning rate of
-the step it follows, so pass the same schedule to both.
-"""
+"""The implementation of :mod:`jaxreg.prox` (documented there)."""
 
 from __future__ import annotations
 
@@ -27,9 +8,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxreg.masks import Mask
-from jaxreg.penalties import _check_axis, _group_norms, _unit_axes
-from jaxreg.transforms import (
+from jaxreg._src.masks import Mask
+from jaxreg._src.penalties import _check_axis, _group_norms, _unit_axes
+from jaxreg._src.transforms import (
     ScalarOrSchedule,
     _cast_like,
     _check_nonnegative,

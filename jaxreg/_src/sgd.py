@@ -8,15 +8,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxreg.masks import Mask
-from jaxreg.optim._common import (
+from jaxreg._src.masks import Mask
+from jaxreg._src.optim_common import (
     _check_flags,
     _check_float,
     _check_torch,
     _concrete_float,
     _decay_flags,
 )
-from jaxreg.transforms import ScalarOrSchedule, _cast_like, _hparam_value, _require_params
+from jaxreg._src.transforms import ScalarOrSchedule, _cast_like, _hparam_value, _require_params
 
 __all__ = ["TorchSGDState", "torch_sgd"]
 

@@ -1,17 +1,4 @@
-"""Spatial (channel-wise) dropout: PyTorch's ``Dropout1d/2d/3d`` in Flax's channels-last layout.
-
-One Bernoulli draw per example and channel, shared over every spatial position, so a whole
-feature map is kept (scaled by ``1 / (1 - rate)``) or zeroed. Neighbouring pixels of a
-convolutional feature map are strongly correlated, and element-wise dropout barely regularizes
-them; dropping whole channels does (Tompson et al. 2015).
-
-Layout: PyTorch is channels-first, ``(N, C, L)``, ``(N, C, H, W)``, ``(N, C, D, H, W)``; Flax
-convolutions are channels-last, so jaxreg takes ``(N, L, C)``, ``(N, H, W, C)``,
-``(N, D, H, W, C)``: the batch is the FIRST axis and the channel the LAST. A torch mask of
-shape ``(N, C)`` (e.g. recovered from ``y[:, :, 0, 0] != 0``) is replayed on the NHWC tensor
-by :func:`spatial_dropout_with_mask`; transposing the result back to NCHW gives torch's output
-bit for bit (``parity_tests/test_parity_noise.py``).
-"""
+"""The implementation of :mod:`jaxreg.spatial` (documented there)."""
 
 from __future__ import annotations
 
@@ -21,7 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxreg.dropout import (
+from jaxreg._src.dropout import (
     _check_floating,
     _check_probability,
     _keep_mask,

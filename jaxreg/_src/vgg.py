@@ -1,9 +1,4 @@
-"""Seed 000's VGG16 in Flax Linen (torchvision's configuration "D", 138M parameters).
-
-Named so that torchvision's ``vgg16()`` state_dict converts 1:1 (``features_N``,
-``classifier_N``); re-exported by :mod:`jaxreg.models`. PyTorch equivalent:
-``torchvision.models.vgg16()`` / ``jaxreg.torch_ref.vgg.VGG16``.
-"""
+"""The implementation of :mod:`jaxreg.vgg` (documented there)."""
 
 from __future__ import annotations
 
@@ -14,8 +9,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxreg.init import Conv, Dense, kaiming_normal, normal
-from jaxreg.nn import Dropout
+from jaxreg._src.init import Conv, Dense, kaiming_normal, normal
+from jaxreg._src.nn import Dropout
 
 __all__ = ["VGG16", "VGG16_CFG", "adaptive_avg_pool2d"]
 

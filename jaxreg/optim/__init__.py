@@ -37,7 +37,7 @@ both True) are refused with torch's message. jaxreg follows the single-tensor pa
 torch's default for CPU tensors.
 """
 
-from jaxreg.optim.adam import TorchAdamState, torch_adam, torch_adamw
-from jaxreg.optim.sgd import TorchSGDState, torch_sgd
+from jaxreg._src.adam import TorchAdamState, torch_adam, torch_adamw
+from jaxreg._src.sgd import TorchSGDState, torch_sgd
 
 __all__ = ["TorchAdamState", "TorchSGDState", "torch_adam", "torch_adamw", "torch_sgd"]

@@ -1,0 +1,44 @@
+"""Flax Linen dropout layers on the functional core of :mod:`jaxreg.dropout`.
+
+The modules hold no state and no key: the key comes from the ``rng_collection`` ("dropout")
+passed to ``apply``, and the mode from ``deterministic``, given either as a module attribute or
+at call time (Flax's ``merge_param`` convention: exactly one of the two). There is no default
+mode, so PyTorch's ``F.dropout`` trap (seeds 000, 001: ``training=True`` by default, dropout left
+on after ``model.eval()``) cannot happen by omission.
+
+The layers work anywhere in a model; seed 002's ``net_dropped`` puts dropout BEFORE the ReLU::
+
+    x = nn.Dense(300)(x)
+    x = jaxreg.nn.Dropout(0.5)(x, deterministic=not train)
+    x = nn.relu(x)
+"""
+
+from jaxreg._src.nn import (
+    AlphaDropout,
+    DropConnectDense,
+    Dropout,
+    Dropout1d,
+    Dropout2d,
+    Dropout3d,
+    DropPath,
+    FeatureAlphaDropout,
+    GaussianDropout,
+    GaussianNoise,
+    SpatialDropout,
+    VanillaDropout,
+)
+
+__all__ = [
+    "AlphaDropout",
+    "DropConnectDense",
+    "DropPath",
+    "Dropout",
+    "Dropout1d",
+    "Dropout2d",
+    "Dropout3d",
+    "FeatureAlphaDropout",
+    "GaussianDropout",
+    "GaussianNoise",
+    "SpatialDropout",
+    "VanillaDropout",
+]
