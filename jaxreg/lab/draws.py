@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from flax.core import scope as flax_scope
+from flax.nnx import bridge
 
 import jaxreg
 import jaxreg.nn as jnn
@@ -183,12 +184,21 @@ def _value(out: jax.Array, reduce: str, shape_rule: Any) -> jax.Array:
 
 
 class _Recorder:
-    """The draws of one capture, and the bookkeeping of which layer is drawing."""
+    """The draws of one capture, and the bookkeeping of who is drawing a key.
+
+    ``frames`` is a stack: ``["known", n]`` while a known layer is called (``n`` keys drawn),
+    ``["source", 0]`` while a Linen-NNX bridge (``nnx.bridge.ToLinen``) turns Linen rng
+    streams into an ``nnx.Rngs`` and builds its NNX module (keys for streams and initializers,
+    not draws), ``["forward", 0]`` while an NNX model is called.
+    """
 
     def __init__(self) -> None:
         self.draws: list[Draw] = []
         self.calls: dict[str, int] = {}
-        self.known: list[list[int]] = []  # a key counter per known layer being called
+        self.frames: list[list] = []
+        self.paths: dict[int, tuple] = {}
+        self.nodes: dict[tuple, Any] = {}
+        self.forking = 0
 
     def add(self, site: str, kind: str, value: jax.Array) -> None:
         call = self.calls.get(site, 0)
@@ -196,18 +206,29 @@ class _Recorder:
         self.draws.append(Draw(site, kind, tuple(value.shape), value, call))
 
     @contextlib.contextmanager
-    def known_layer(self) -> Iterator[list[int]]:
-        counter = [0]
-        self.known.append(counter)
+    def frame(self, kind: str) -> Iterator[list]:
+        entry = [kind, 0]
+        self.frames.append(entry)
         try:
-            yield counter
+            yield entry
         finally:
-            self.known.pop()
+            self.frames.pop()
+
+    def known_layer(self):
+        return self.frame("known")
 
     def key_drawn(self, where: Callable[[], str], stream: str) -> None:
-        """A key was drawn: counted for the known layer being called, else refused."""
-        if self.known:
-            self.known[-1][0] += 1
+        """A key was drawn: counted for the known layer being called, else refused.
+
+        A Linen key drawn by a bridge (``source``) feeds an ``nnx.Rngs``; an NNX key drawn
+        while the bridge builds its module initializes it; neither is a draw of the forward
+        pass.
+        """
+        top = self.frames[-1][0] if self.frames else None
+        if top == "known":
+            self.frames[-1][1] += 1
+            return
+        if top == "source" or self.forking:
             return
         raise UnsharedDrawError(
             f"{where()} draws a random key from the {stream!r} stream, but it is not a random "
@@ -215,6 +236,13 @@ class _Recorder:
             "layers, flax's Dropout): its draw would differ between JAX and torch. Use one "
             "of the known layers (see jaxreg.lab.draws), or compare without matched draws."
         )
+
+    def register(self, root: Any, prefix: tuple = ()) -> None:
+        """Names the nodes of the NNX graph ``root`` (paths under ``prefix``)."""
+        for path, node in nnx.iter_graph(root):
+            full = prefix + tuple(path)
+            self.paths.setdefault(id(node), full)
+            self.nodes.setdefault(full, node)
 
 
 _ACTIVE = threading.local()
@@ -275,6 +303,11 @@ def _linen_interceptor(rec: _Recorder):
         module = context.module
         if context.method_name != "__call__" or not args:
             return next_fun(*args, **kwargs)
+        if isinstance(module, bridge.ToLinen):
+            # An NNX model inside Linen: its keys come from Linen streams (a "source"), its
+            # NNX module is named under the bridge's path when it is called.
+            with rec.frame("source"), _forward_of(rec, module.nnx_class, tuple(module.scope.path)):
+                return next_fun(*args, **kwargs)
         if isinstance(module, jnn.DropConnectDense):
             site = _site(module.scope.path, module)
             return _linen_drop_connect(rec, module, site, next_fun, args, kwargs)
@@ -283,10 +316,10 @@ def _linen_interceptor(rec: _Recorder):
             return next_fun(*args, **kwargs)
         kind, fill, reduce, shape_rule = spec
         neutral = _neutral(args[0], fill)
-        with rec.known_layer() as keys:
+        with rec.known_layer() as frame:
             out = next_fun(neutral, *args[1:], **kwargs)
         rng = _call_arg(args, kwargs, 2, "rng")
-        if keys[0] or (rng is not None and out is not neutral):
+        if frame[1] or (rng is not None and out is not neutral):
             rec.add(_site(module.scope.path, module), kind, _value(out, reduce, shape_rule))
         return out
 
@@ -340,7 +373,12 @@ def capture_draws(apply_fn: Callable, *args, **kwargs) -> list[Draw]:
         [('Dropout_0', 'dropout', (4, 256)), ('Dropout_1', 'dropout', (4, 256))]
     """
     rec = _Recorder()
-    with _PATCH_LOCK, _patched_scope_make_rng(rec), nn.intercept_methods(_linen_interceptor(rec)):
+    with (
+        _PATCH_LOCK,
+        _patched_scope_make_rng(rec),
+        _patched_nnx(rec),
+        nn.intercept_methods(_linen_interceptor(rec)),
+    ):
         apply_fn(*args, **kwargs)
     return rec.draws
 
@@ -362,65 +400,94 @@ def _graph_roots(fn: Callable, args: tuple, kwargs: dict) -> list[Any]:
     return roots
 
 
-def _paths(roots: list[Any]) -> dict[int, tuple]:
-    paths: dict[int, tuple] = {}
-    for root in roots:
-        for path, node in nnx.iter_graph(root):
-            paths.setdefault(id(node), tuple(path))
-    return paths
-
-
-def _owner(paths: dict[int, tuple], nodes: dict[tuple, Any], stream: Any) -> str:
-    path = paths.get(id(stream))
+def _owner(rec: _Recorder, stream: Any) -> str:
+    path = rec.paths.get(id(stream))
     if path is None:
         return f"an nnx.RngStream ({stream.tag!r}) the model does not hold"
     # The stream's owner is the deepest module on its path that is not an Rngs container.
     for k in range(len(path), -1, -1):
-        node = nodes.get(path[:k])
+        node = rec.nodes.get(path[:k])
         if isinstance(node, nnx.Module) and not isinstance(node, (nnx.Rngs, nnx.RngStream)):
             return f"module {_site(path[:k], node)!r}"
     return f"module {'/'.join(map(str, path))!r}"
 
 
 @contextlib.contextmanager
-def _patched_nnx(rec: _Recorder, paths: dict[int, tuple], nodes: dict[tuple, Any]):
-    originals = {}
-    stream_call = nnx.RngStream.__call__
+def _class_patch(cls: type, name: str, value: Any) -> Iterator[None]:
+    """Sets ``cls.<name>`` for the block; a class that inherited it gets no attribute after."""
+    own = cls.__dict__.get(name)
+    setattr(cls, name, value)
+    try:
+        yield
+    finally:
+        if own is None:
+            delattr(cls, name)
+        else:
+            setattr(cls, name, own)
+
+
+@contextlib.contextmanager
+def _forward_of(rec: _Recorder, cls: Any, prefix: tuple) -> Iterator[None]:
+    """While ``cls`` instances are called: their graph is named, their keys are draws."""
+    if not isinstance(cls, type):
+        yield
+        return
+    original = cls.__call__
+
+    def __call__(self, *args, **kwargs):
+        rec.register(self, prefix)
+        with rec.frame("forward"):
+            return original(self, *args, **kwargs)
+
+    with _class_patch(cls, "__call__", __call__):
+        yield
+
+
+@contextlib.contextmanager
+def _patched_nnx(rec: _Recorder) -> Iterator[None]:
+    """Known NNX layers record their draws; any other key drawn in a forward pass raises."""
+    stream_call, stream_fork, stream_split = (
+        nnx.RngStream.__call__, nnx.RngStream.fork, nnx.RngStream.split
+    )  # fmt: skip
 
     def stream(self):
-        rec.key_drawn(lambda: _owner(paths, nodes, self), self.tag)
+        rec.key_drawn(lambda: _owner(rec, self), self.tag)
         return stream_call(self)
+
+    def forking(method):
+        # Forking or splitting a stream makes new streams, not a draw of the forward pass.
+        def wrapper(self, *args, **kwargs):
+            rec.forking += 1
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                rec.forking -= 1
+
+        return wrapper
 
     def wrap(cls, kind, fill, reduce, shape_rule):
         original = cls.__call__
 
         def __call__(self, inputs, *args, **kwargs):
             neutral = _neutral(inputs, fill)
-            with rec.known_layer() as keys:
+            with rec.known_layer() as frame:
                 out = original(self, neutral, *args, **kwargs)
             explicit = isinstance(kwargs.get("rngs"), jax.Array)
-            if keys[0] or (explicit and out is not neutral):
-                path = paths.get(id(self))
+            if frame[1] or (explicit and out is not neutral):
+                path = rec.paths.get(id(self))
                 site = _site(path, self) if path is not None else f"<{type(self).__name__}>"
                 rec.add(site, kind, _value(out, reduce, shape_rule))
             return out
 
-        # Restored afterwards as it was: a class that inherits __call__ gets no attribute.
-        originals[cls] = cls.__dict__.get("__call__")
-        cls.__call__ = __call__
+        return _class_patch(cls, "__call__", __call__)
 
-    for cls, *spec in _NNX:
-        wrap(cls, *spec)
-    nnx.RngStream.__call__ = stream
-    try:
+    with contextlib.ExitStack() as stack:
+        for cls, *spec in _NNX:
+            stack.enter_context(wrap(cls, *spec))
+        stack.enter_context(_class_patch(nnx.RngStream, "__call__", stream))
+        stack.enter_context(_class_patch(nnx.RngStream, "fork", forking(stream_fork)))
+        stack.enter_context(_class_patch(nnx.RngStream, "split", forking(stream_split)))
         yield
-    finally:
-        nnx.RngStream.__call__ = stream_call
-        for cls, original in originals.items():
-            if original is None:
-                del cls.__call__
-            else:
-                cls.__call__ = original
 
 
 def capture_draws_nnx(fn: Callable, *args, **kwargs) -> list[Draw]:
@@ -452,16 +519,13 @@ def capture_draws_nnx(fn: Callable, *args, **kwargs) -> list[Draw]:
         [('drop1', (2, 6)), ('drop2', (2, 6))]
     """
     roots = _graph_roots(fn, args, kwargs)
-    paths = _paths(roots)
-    nodes = {}
+    rec = _Recorder()
     for root in roots:
-        for path, node in nnx.iter_graph(root):
-            nodes.setdefault(tuple(path), node)
+        rec.register(root)
     # nnx.state's leaves are the live variables: keep their current arrays as a pure dict.
     saved = [(root, nnx.to_pure_dict(nnx.state(root))) for root in roots]
-    rec = _Recorder()
     try:
-        with _PATCH_LOCK, _patched_nnx(rec, paths, nodes):
+        with _PATCH_LOCK, _patched_nnx(rec), rec.frame("forward"):
             fn(*args, **kwargs)
     finally:
         for root, pure in saved:
