@@ -22,9 +22,34 @@ from typing import Any
 from jaxreg.lab import timing
 from jaxreg.lab.configs import experiments_dir, load_config_file
 
+_SIZE_NAMES = ("num_inputs", "num_hiddens1", "num_hiddens2", "num_outputs")
+
+
+def recipe_data(config: Any) -> dict[str, Any]:
+    """The seed 003/004 recipe as plain data, from ``experiments/dropout.py``'s ``get_config()``.
+
+    The config is a ``jaxreg.lab.spec.Spec`` (model, optimizer, hparams, variants) or, in older
+    trees, a dict with the same facts; both give ``{"model": sizes, "batch_size", "lr",
+    "rates", "variants": [{"name", "style", "weight_init"}]}``.
+    """
+    if isinstance(config, dict):
+        return config
+    rates = [float(config.hparams[k]) for k in ("dropout1", "dropout2")]
+    return {
+        "model": {k: getattr(config.model, k) for k in _SIZE_NAMES},
+        "batch_size": config.batch_size,
+        "lr": config.optimizer.lr,
+        "rates": rates,
+        "variants": [
+            {"name": v.name, "style": v.meta["style"], "weight_init": v.meta["weight_init"]}
+            for v in config.variants
+        ],
+    }
+
+
 # Seeds 003/004: 784-256-256-10, dropout 0.2 / 0.5 after each hidden ReLU, SGD lr 0.5, batch 256.
-RECIPE = load_config_file(experiments_dir() / "dropout.py", name="dropout")
-_SIZES = [RECIPE["model"][k] for k in ("num_inputs", "num_hiddens1", "num_hiddens2")]
+RECIPE = recipe_data(load_config_file(experiments_dir() / "dropout.py", name="dropout"))
+_SIZES = [RECIPE["model"][k] for k in _SIZE_NAMES[:3]]
 LAYERS = tuple(zip(_SIZES, _SIZES[1:] + [RECIPE["model"]["num_outputs"]], strict=True))
 BATCH_SIZE: int = RECIPE["batch_size"]
 LEARNING_RATE: float = RECIPE["lr"]
@@ -96,6 +121,17 @@ class Workload:
         64-configuration torch.func epochs alone would exceed the run's 15-minute budget, so
         its 64-configuration epoch is extrapolated from this spread subset.
       peak_size: side of the square float32 matmul that measures the roofline.
+      cnn_steps: steps of 64 per CNN epoch; the CNN rows train on the first ``cnn_steps * 64``
+        training images (``benchmarks.cnn_rows``; a fixed step count keeps the rows' cost
+        fixed: the engine's scan form alone costs several seconds per 100 steps on CPU).
+      cnn_warmup_epochs: untimed CNN epochs first (compilation happens in them).
+      cnn_epochs: timed CNN epochs per row.
+      cnn_test_size: test images the CNN rows' final accuracy is measured on.
+      cnn_scan_steps: steps per epoch where the engine runs the CNN as a whole-epoch
+        ``lax.scan`` (its epoch time is then scaled to ``cnn_steps``): XLA on CPU runs
+        convolutions in a while loop an order of magnitude slower (the ``cnn_profile`` row).
+      cnn_profile_steps: steps per measurement of the CNN profile row (its scan parts:
+        ``cnn_scan_steps``).
       data_dir: Fashion-MNIST IDX folder (None = the library default).
     """
 
@@ -110,6 +146,12 @@ class Workload:
     torch_sequential_configs: int = 6
     torch_func_configs: int = 16
     peak_size: int = 4096
+    cnn_steps: int = 100
+    cnn_warmup_epochs: int = 1
+    cnn_epochs: int = 3
+    cnn_test_size: int = 2000
+    cnn_scan_steps: int = 10
+    cnn_profile_steps: int = 20
     data_dir: str | None = None
 
 

@@ -193,11 +193,81 @@ def _compile_cache(f: dict) -> str:
     )
 
 
+def _step_over_matmuls(f: dict) -> str:
+    text = (
+        f"the engine's step costs {f['engine_step_ms']:.3f} ms against {f['gemms_ms']:.3f} ms "
+        f"for its matmuls alone (ratio {fmt(f['ratio'], '.2f')}, target <= {f['target']}; with "
+        f"the bits16 masks {fmt(f['ratio_bits16'], '.2f')}): {f['excess_ms']:.3f} ms beyond the "
+        "matmuls per step."
+    )
+    if "masks_in_step_ms" in f:
+        text += (
+            f" Of that, dropout adds {f['masks_in_step_ms']:.3f} ms to the step (its masks "
+            f"alone: {fmt(f['masks_alone_ms'], '.3f')} ms, {fmt(f['masks_alone_bits16_ms'], '.3f')}"
+            f" ms with bits16), the minibatch gather {fmt(f['gather_ms'], '.3f')} ms alone, and "
+            f"bias, ReLU, cross-entropy, the SGD update and the matmuls' epilogues "
+            f"{f['other_ms']:.3f} ms (the step without dropout minus its matmuls and gather)."
+        )
+    return text
+
+
+_CNN_NAMES = {
+    "cnn_engine_auto": "engine default",
+    "cnn_engine_scan": "engine scan",
+    "cnn_engine_stepped": "engine stepped",
+    "cnn_step_loop": "jit(Train.step) loop",
+    "cnn_torch_eager_1thread": "torch eager 1 thread",
+    "cnn_torch_eager": "torch eager all cores",
+    "cnn_torch_compile": "torch.compile",
+    "cnn_keras_fit": "Keras fit",
+    "cnn_nnx_jit": "NNX jit",
+}
+
+
+def _cnn(f: dict) -> str:
+    epochs = ", ".join(f"{_CNN_NAMES.get(k, k)} {v:.3f}" for k, v in f["epoch_median_s"].items())
+    text = (
+        f"CNN epoch medians ({f['steps_per_epoch']} steps of 64, s): {epochs}. The engine's "
+        f"default ran loop={f['engine_loop_used']!r}."
+    )
+    if f["extrapolated"]:
+        text += f" Rows timed on shorter scan epochs and scaled: {', '.join(f['extrapolated'])}."
+    for key, label in (
+        ("cnn_engine_over_best_loop", "engine default / fastest loop form"),
+        ("cnn_speedup_vs_fastest_jax_peer", "speedup vs the fastest JAX peer"),
+        ("cnn_speedup_vs_torch_eager", "speedup vs torch eager"),
+    ):
+        t = f.get(key)
+        if t:
+            verdict = {True: "PASS", False: "MISS", None: "n/a"}[t["pass"]]
+            text += f" {label}: {fmt(t['value'], '.2f')} ({verdict}, target {t['threshold']})."
+    p = f.get("profile")
+    if p:
+        text += (
+            f" Profile per step: the engine's step jitted and called from Python "
+            f"{p['step_jit']:.1f} ms ({fmt(f['step_gflops_jit'], '.0f')} GFLOP/s of "
+            f"convolutions and matmuls, peak {fmt(f['peak_gflops'], '.0f')}), the same step "
+            f"inside a lax.scan {p['step_scan']:.1f} ms ({fmt(f['scan_over_jit'], '.1f')}x); "
+            f"the second convolution's forward and backward alone {p['conv2_fwd_bwd_jit']:.1f}"
+            f" ms jitted vs {p['conv2_fwd_bwd_scan']:.1f} ms in a scan "
+            f"({fmt(f['conv_scan_over_jit'], '.1f')}x): XLA's CPU backend runs convolutions "
+            "inside a while loop far slower than outside one (jax-ml/jax#12868), so a "
+            "whole-epoch scan is the wrong loop for conv nets on CPU. Without dropout the "
+            f"jitted step costs {p['step_jit_without_dropout']:.1f} ms (dropout's share "
+            f"{fmt(f['dropout_share'], '.0%')})."
+        )
+    if f["errors"]:
+        text += " Failed rows: " + "; ".join(f"{k}: {v[:160]}" for k, v in f["errors"].items())
+    return text
+
+
 _FINDINGS: dict[str, Callable[[dict], str]] = {
     "jax_step_profile": _step_profile,
     "roofline": _roofline,
     "speedup_vs_torch_eager": _vs_eager,
     "speedup_vs_torch_compile": _vs_compile,
+    "step_over_matmuls": _step_over_matmuls,
+    "cnn": _cnn,
     "sweep_cost": _sweep,
     "compile_cache": _compile_cache,
 }

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.analysis import SINGLE_ROWS, SWEEP_ROWS
+from benchmarks.analysis import CNN_ROWS, SINGLE_ROWS, SWEEP_ROWS
 from benchmarks.prose import explain, fairness, fmt
 from jaxreg.lab import files, report
 
@@ -31,6 +31,12 @@ def headline(results: dict) -> str:
         f"(in chunks: {fmt(results['sweep_cost_ratio_chunked'], '.2f')})",
         f"compile cold / warm    = {fmt(cache.get('cold_s'), '.2f')} s / "
         f"{fmt(cache.get('warm_s'), '.2f')} s",
+        f"speedup_vs_fastest_jax_peer = {fmt(results.get('speedup_vs_fastest_jax_peer'), '.2f')}"
+        f", step_over_matmuls = {fmt(results.get('step_over_matmuls'), '.2f')}",
+        f"cnn_engine_over_best_loop = {fmt(results.get('cnn_engine_over_best_loop'), '.2f')}, "
+        f"cnn_speedup_vs_fastest_jax_peer = "
+        f"{fmt(results.get('cnn_speedup_vs_fastest_jax_peer'), '.2f')}, "
+        f"cnn_speedup_vs_torch_eager = {fmt(results.get('cnn_speedup_vs_torch_eager'), '.2f')}",
     ]
     for t in results["targets"]:
         lines.append(
@@ -111,6 +117,7 @@ def markdown(results: dict) -> str:
         "above ~10% the row's timing is inflated.",
         "",
     ]
+    out += _cnn_lines(results)
     out += _sweep_lines(rows)
     out += ["## Targets", ""]
     out += [
@@ -126,6 +133,31 @@ def markdown(results: dict) -> str:
     if notes:
         out += ["", "## Notes", ""] + [f"- **{n}**: {v}" for n, v in notes]
     return "\n".join(out) + "\n"
+
+
+def _cnn_lines(results: dict) -> list[str]:
+    """The CNN workload's table (epochs of ``cnn_steps`` steps) and its three ratios."""
+    rows, cnn = results["rows"], results.get("cnn")
+    table = [_table_row(n, label, rows[n]) for n, label in CNN_ROWS.items() if n in rows]
+    if not cnn or not table:
+        return []
+    steps = results["workload"].get("cnn_steps")
+    return [
+        "## CNN",
+        "",
+        f"{cnn['model']}; epochs of {steps} steps; GFLOP/s by the executed convolution and "
+        f"matmul FLOPs ({cnn['flops_per_example']} per example); the engine's default ran "
+        f"loop={cnn['engine_loop_used']!r}.",
+        "",
+        f"**cnn_engine_over_best_loop = {fmt(results['cnn_engine_over_best_loop'], '.2f')}**, "
+        f"**cnn_speedup_vs_fastest_jax_peer = "
+        f"{fmt(results['cnn_speedup_vs_fastest_jax_peer'], '.2f')}**, "
+        f"**cnn_speedup_vs_torch_eager = {fmt(results['cnn_speedup_vs_torch_eager'], '.2f')}**"
+        f" (torch.compile: {fmt(results['cnn_speedup_vs_torch_compile'], '.2f')}).",
+        "",
+        report.format_table(table, columns=list(_COLUMNS), headers=_COLUMNS),
+        "",
+    ]
 
 
 def _sweep_lines(rows: dict) -> list[str]:
@@ -166,7 +198,7 @@ def plot_png(results: dict) -> bytes:
 
     rows = results["rows"]
     bars = []
-    for name, label in {**SINGLE_ROWS, **SWEEP_ROWS}.items():
+    for name, label in {**SINGLE_ROWS, **CNN_ROWS, **SWEEP_ROWS}.items():
         timing = _timing(name, rows.get(name, {}))
         if timing:
             bars.append((label + (" (per config)" if name in SWEEP_ROWS else ""), timing, name))
@@ -194,7 +226,7 @@ def plot_png(results: dict) -> bytes:
         ax2.legend(loc="lower right")
     ax2.set_xlabel("achieved GFLOP/s (matmul FLOPs of forward + backward)")
     m = results["machine"]
-    fig.suptitle(f"Dropout MLP on Fashion-MNIST: {m.get('gpu') or m.get('cpu')}")
+    fig.suptitle(f"Dropout MLP and CNN on Fashion-MNIST: {m.get('gpu') or m.get('cpu')}")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     return buffer.getvalue()

@@ -1,4 +1,5 @@
-"""``make bench``: JAX vs PyTorch on the seed 003/004 dropout MLP, against the matmul roofline.
+"""``make bench``: JAX vs PyTorch on the seed 003/004 dropout MLP (against the matmul roofline)
+and on a small CNN (issue 17), with the JAX peers (Keras 3, Flax NNX, Equinox).
 
 The entry point is the plain function :func:`run` (``jaxreg bench`` calls it; so does
 ``python -m benchmarks.run [--quick]``, which takes no other argument)::
@@ -52,6 +53,19 @@ ROWS: dict[str, tuple[str, str]] = {
     "keras_fit": ("benchmarks.peer_rows", "keras_fit"),
     "nnx_jit": ("benchmarks.peer_rows", "nnx_jit"),
     "equinox_filter_jit": ("benchmarks.peer_rows", "equinox_filter_jit"),
+    # The CNN workload (issue 17; benchmarks/cnn_rows.py): shared weights first, then the profile
+    # (step in and out of a scan), the engine's loop forms, its jitted step, torch, the peers.
+    "cnn_init": ("benchmarks.cnn_rows", "init_row"),
+    "cnn_profile": ("benchmarks.cnn_rows", "profile"),
+    "cnn_engine_auto": ("benchmarks.cnn_rows", "engine_auto"),
+    "cnn_engine_scan": ("benchmarks.cnn_rows", "engine_scan"),
+    "cnn_engine_stepped": ("benchmarks.cnn_rows", "engine_stepped"),
+    "cnn_step_loop": ("benchmarks.cnn_rows", "step_loop"),
+    "cnn_torch_eager_1thread": ("benchmarks.cnn_rows", "torch_eager_1thread"),
+    "cnn_torch_eager": ("benchmarks.cnn_rows", "torch_eager"),
+    "cnn_torch_compile": ("benchmarks.cnn_rows", "torch_compiled"),
+    "cnn_keras_fit": ("benchmarks.cnn_rows", "keras_fit"),
+    "cnn_nnx_jit": ("benchmarks.cnn_rows", "nnx_jit"),
     # The same program compiled by two fresh processes sharing one new cache folder.
     "compile_cold": ("benchmarks.jax_rows", "compile_cache"),
     "compile_warm": ("benchmarks.jax_rows", "compile_cache"),
@@ -172,7 +186,8 @@ def run(
 
     Args:
       quick: the smoke workload (``common.QUICK``, a data slice) instead of the full one.
-      rows: names from ``ROWS`` to run (``init`` is always added); None = all of them.
+      rows: names from ``ROWS`` to run (``init`` is always added, ``cnn_init`` with any CNN
+        row); None = all of them.
       out: results folder; None = ``benchmarks/results`` (quick: ``runs/bench-quick``).
       workload: explicit sizes, replacing the choice ``quick`` makes.
       device: torch device, "auto" (CUDA when available), "cpu" or "cuda"; JAX uses its
@@ -194,6 +209,8 @@ def run(
         raise ValueError(f"rows: unknown {unknown}; allowed: {list(ROWS)}")
     if "init" not in names:
         names.insert(0, "init")
+    if any(n.startswith("cnn_") for n in names) and "cnn_init" not in names:
+        names.insert(1, "cnn_init")
     if workload is None:
         workload = common.QUICK if quick else common.FULL
     if settle_s is None:
