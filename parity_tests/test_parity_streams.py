@@ -6,8 +6,10 @@ or a draw that is not shared along ``broadcast_dims``. This file looks at the ma
 for each model, ``jaxreg.lab.matched.MatchedStreams`` recomputes the keep-masks of every step of
 a ``make_train`` run (the engine's own keys: ``Train.dropout_key(key, step)``, Flax's rng
 streams, the model's module paths), and torch draws its own stream for the same layers and shapes
-(``nn.Dropout(p)`` on ones, step after step; ``nn.Dropout1d`` for the shared draw). Per dropout
-site, with ``q`` the expected value:
+(``nn.Dropout(p)`` on ones, step after step; ``nn.Dropout1d`` for the shared draw;
+``nn.Dropout2d`` for spatial dropout's ``(N, C)`` draw, ``nn.AlphaDropout`` for alpha dropout and
+torchvision's per-row ``bernoulli_`` for drop path). Per random site, with ``q`` the expected
+value:
 
 * kept fraction: ``q = 1 - p`` (``keep_prob`` for vanilla dropout);
 * agreement of the site's masks between consecutive steps (pairs of steps (0, 1), (2, 3), ...:
@@ -74,8 +76,38 @@ class BroadcastMLP(fnn.Module):
         return Dense(10, name="fc2")(h.mean(axis=1))
 
 
+class SpatialCNN(fnn.Module):
+    """(N, 4, 4, 1) images: Conv, ReLU, Dropout2d 0.3 (one draw per example and channel), Dense."""
+
+    @fnn.compact
+    def __call__(self, x, *, deterministic: bool = True):
+        h = fnn.relu(fnn.Conv(16, (3, 3), name="conv")(x))
+        h = jnn.Dropout2d(rate=0.3)(h, deterministic)
+        return Dense(10, name="fc")(h.reshape(h.shape[0], -1))
+
+
+class ResidualDropPath(fnn.Module):
+    """784-32 then a residual Dense branch with drop path 0.25 (one draw per example), Dense."""
+
+    @fnn.compact
+    def __call__(self, x, *, deterministic: bool = True):
+        h = fnn.relu(Dense(32, name="fc1")(x))
+        h = h + jnn.DropPath(rate=0.25)(fnn.relu(Dense(32, name="branch")(h)), deterministic)
+        return Dense(10, name="fc2")(h)
+
+
+class AlphaMLP(fnn.Module):
+    """784-64 SELU, alpha dropout 0.2 (dropped units at SELU's saturation), Dense."""
+
+    @fnn.compact
+    def __call__(self, x, *, deterministic: bool = True):
+        h = fnn.selu(Dense(64, name="fc1")(x))
+        h = jnn.AlphaDropout(rate=0.2)(h, deterministic)
+        return Dense(10, name="fc2")(h)
+
+
 # case -> (Flax model, config extras, hparams, input shape, per-site drop probabilities,
-#          broadcast axis of the masks or None)
+#          broadcast axis of the masks, or the torch layer kind: "spatial", "path", "alpha")
 CASES = {
     "seed003_dropout_mlp": (M.DropoutMLP, {}, {"dropout1": 0.2, "dropout2": 0.5}, (784,),
                             (0.2, 0.5), None),
@@ -84,6 +116,9 @@ CASES = {
     "seed001_two_layer_net": (M.TwoLayerNet, {"loss": "nll"}, {}, (784,), (0.5,), None),
     "vanilla_dropout": (VanillaMLP, {}, {}, (784,), (0.3,), None),
     "broadcast_dims": (BroadcastMLP, {}, {}, (6, 16), (0.4,), 1),
+    "spatial_dropout2d": (SpatialCNN, {}, {}, (4, 4, 1), (0.3,), "spatial"),
+    "drop_path": (ResidualDropPath, {}, {}, (784,), (0.25,), "path"),
+    "alpha_dropout": (AlphaMLP, {}, {}, (784,), (0.2,), "alpha"),
 }  # fmt: skip
 
 
@@ -97,22 +132,37 @@ def _engine_stream(case, dtype) -> list[np.ndarray]:
     train = engine.make_train(config, (x, y, x[:BATCH], y[:BATCH]))
     streams = matched.MatchedStreams(train, jax.random.key(0), hp)
     assert streams.steps_per_epoch == STEPS
-    steps = list(streams.step_masks(0))
-    return [np.stack([np.asarray(s[i], bool) for s in steps]) for i in range(len(steps[0]))]
+    steps = list(streams.step_draws(0))
+    kinds = {"spatial": "spatial_dropout", "path": "drop_path", "alpha": "alpha_dropout"}
+    axis = CASES[case][5]
+    want = kinds.get(axis, "vanilla_dropout" if case == "vanilla_dropout" else "dropout")
+    assert {d.kind for s in steps for d in s} == {want}
+    return [np.stack([np.asarray(s[i].value, bool) for s in steps]) for i in range(len(steps[0]))]
 
 
 def _torch_stream(engine_masks, rates, axis) -> list[np.ndarray]:
     """torch's own masks for the same sites and shapes, drawn step after step, in call order."""
     torch.manual_seed(0)
-    layers = [
-        torch.nn.Dropout1d(p) if axis is not None else torch.nn.Dropout(p) for p in rates
-    ]  # train mode by default
+    kinds = {
+        None: torch.nn.Dropout, "spatial": torch.nn.Dropout2d, "alpha": torch.nn.AlphaDropout,
+        "path": None,
+    }  # fmt: skip
+    layers = [kinds.get(axis, torch.nn.Dropout1d)(p) if kinds.get(axis, 1) else p for p in rates]
     out = [[] for _ in rates]
     for _ in range(STEPS):
         for i, (layer, m) in enumerate(zip(layers, engine_masks, strict=True)):
             shape = m.shape[1:]
             if axis is None:
                 keep = layer(torch.ones(shape)) != 0
+            elif axis == "spatial":
+                # nn.Dropout2d on (N, C, H, W): one draw per example and channel.
+                keep = layer(torch.ones(*shape, 2, 2))[:, :, 0, 0] != 0
+            elif axis == "alpha":
+                # Kept units of ones come out at a (1 + alpha p) > 0, dropped ones below 0.
+                keep = layer(torch.ones(shape)) > 0
+            elif axis == "path":
+                # torchvision's stochastic_depth(mode="row"): empty(N).bernoulli_(1 - p).
+                keep = torch.empty(shape).bernoulli_(1.0 - layer) != 0
             else:
                 # nn.Dropout1d drops whole channels of (N, C, L): C = feature, L = the shared axis.
                 keep = (layer(torch.ones(shape[0], shape[2], shape[1])) != 0).transpose(1, 2)
@@ -122,7 +172,7 @@ def _torch_stream(engine_masks, rates, axis) -> list[np.ndarray]:
 
 def _draws(mask, axis):
     """The independent draws of a site's stacked masks: one per broadcast group."""
-    return mask if axis is None else np.take(mask, 0, axis=axis + 1)
+    return mask if not isinstance(axis, int) else np.take(mask, 0, axis=axis + 1)
 
 
 def _pairs(a, axis_of_pairs):
@@ -173,7 +223,7 @@ def test_dropout_streams(case, dtype, device, parity):
         parity.check(f"engine: {name}", np.float64(a), np.float64(q), _tol(q, n, 1))
         parity.check(f"torch: {name}", np.float64(b), np.float64(q), _tol(q, n, 1))
         parity.check(f"engine vs torch: {name}", np.float64(a), np.float64(b), _tol(q, n, 2))
-    if axis is not None:
+    if isinstance(axis, int):
         for side, masks in (("engine", ours_masks), ("torch", theirs_masks)):
             m = masks[0]
             constant = np.all(m == np.take(m, [0], axis=axis + 1), axis=axis + 1)

@@ -199,6 +199,7 @@ class _Recorder:
         self.paths: dict[int, tuple] = {}
         self.nodes: dict[tuple, Any] = {}
         self.forking = 0
+        self.linen: list[Any] = []  # the Linen modules being called, outermost first
 
     def add(self, site: str, kind: str, value: jax.Array) -> None:
         call = self.calls.get(site, 0)
@@ -300,6 +301,13 @@ def _linen_drop_connect(rec: _Recorder, module, site: str, next_fun, args, kwarg
 
 def _linen_interceptor(rec: _Recorder):
     def interceptor(next_fun, args, kwargs, context):
+        rec.linen.append(context.module)
+        try:
+            return _intercepted(next_fun, args, kwargs, context)
+        finally:
+            rec.linen.pop()
+
+    def _intercepted(next_fun, args, kwargs, context):
         module = context.module
         if context.method_name != "__call__" or not args:
             return next_fun(*args, **kwargs)
@@ -326,12 +334,19 @@ def _linen_interceptor(rec: _Recorder):
     return interceptor
 
 
+def _linen_site(rec: _Recorder, scope: Any) -> str:
+    # The top-level module's path is empty: it is named by its class, found among the modules
+    # being called.
+    owner = next((m for m in reversed(rec.linen) if m.scope is scope), None)
+    return _site(scope.path, owner if owner is not None else scope)
+
+
 @contextlib.contextmanager
 def _patched_scope_make_rng(rec: _Recorder) -> Iterator[None]:
     original = flax_scope.Scope.make_rng
 
     def make_rng(self, name: str = "params"):
-        rec.key_drawn(lambda: f"module {_site(self.path, self)!r}", name)
+        rec.key_drawn(lambda: f"module {_linen_site(rec, self)!r}", name)
         return original(self, name)
 
     flax_scope.Scope.make_rng = make_rng
