@@ -27,7 +27,7 @@ import numpy as np
 from jaxreg.lab import compare_layers as layers
 
 DTYPES = ("float32", "float64")
-LOSSES = ("cross_entropy", "mse")
+LOSSES = ("cross_entropy", "nll", "mse", "bce")
 
 
 class Tolerance(NamedTuple):
@@ -177,22 +177,25 @@ def _mode_kwargs(model: Any, train: bool) -> dict[str, Any]:
     return {}
 
 
-def _jax_loss(loss: Any) -> Callable:
-    if callable(loss):
-        return loss
-    import optax
+def _jax_loss(kind: str) -> Callable:
+    from jaxreg.lab import objective
 
-    if loss == "cross_entropy":
-        return lambda out, y: optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
-    return lambda out, y: jnp.mean((out - y) ** 2)
+    # The engine's own per-example losses, so the check and the runner train the same thing.
+    return lambda out, y: jnp.mean(objective.example_loss(kind, out, y)[0])
 
 
-def _torch_loss(loss: Any) -> Callable:
-    if callable(loss):
-        return loss
+def _torch_loss(kind: str) -> Callable:
     import torch.nn.functional as F
 
-    return F.cross_entropy if loss == "cross_entropy" else F.mse_loss
+    def loss(out, y):
+        if kind == "cross_entropy":
+            return F.cross_entropy(out, y)
+        if kind == "nll":
+            return F.nll_loss(out, y)
+        target = y.reshape(out.shape).to(out.dtype)
+        return F.mse_loss(out, target) if kind == "mse" else F.binary_cross_entropy(out, target)
+
+    return loss
 
 
 def _check_loss(loss: Any) -> tuple[Callable, Callable]:
@@ -398,8 +401,9 @@ def check_batch(
         torch_model: the torch twin (an ``nn.Module``); it is copied, never modified.
         x: one input batch as the Flax model takes it (NumPy or JAX array).
         y: the labels (class indices for ``"cross_entropy"``, targets for ``"mse"``).
-        loss: ``"cross_entropy"`` (mean over the batch, ``F.cross_entropy``), ``"mse"``, or a
-            pair ``(jax_loss, torch_loss)`` of ``loss(outputs, y) -> scalar``.
+        loss: ``"cross_entropy"`` (``F.cross_entropy``), ``"nll"``, ``"mse"``, ``"bce"`` (the
+            engine's kinds, means over the batch), or a pair ``(jax_loss, torch_loss)`` of
+            ``loss(outputs, y) -> scalar``.
         dtypes: any of ``"float32"``, ``"float64"`` (float64 runs under ``jax.enable_x64``).
         dropout: the settings to check: False (evaluation mode), True (training mode, draws
             shared).
@@ -451,7 +455,7 @@ def check_batch(
             params = jax.tree.map(lambda a, d=dtype: jnp.asarray(a, d), side.params)
             xj = jnp.asarray(np.asarray(x), dtype)
             yj = jnp.asarray(np.asarray(y))
-            if loss == "mse":
+            if loss in ("mse", "bce"):
                 yj = yj.astype(dtype)
             for train in dropout:
                 draws = side.draws(params, xj, key) if train else None
@@ -460,12 +464,11 @@ def check_batch(
                     out = side.call(p, xi, train, key)
                     return jax_loss(out, yj), out
 
-                (lj, out_j), (gp, gx) = jax.value_and_grad(objective, (0, 1), has_aux=True)(
-                    params, xj
-                )
+                grad_fn = jax.jit(jax.value_and_grad(objective, (0, 1), has_aux=True))
+                (lj, out_j), (gp, gx) = grad_fn(params, xj)
                 xt = torch.from_numpy(np.array(to_torch(np.asarray(x)), dtype)).requires_grad_()
                 yt = torch.from_numpy(np.array(y))
-                yt = yt.to(tdtype) if loss == "mse" else yt.long()
+                yt = yt.to(tdtype) if loss in ("mse", "bce") else yt.long()
                 twin.train(train)
                 twin.zero_grad()
                 out_t = _torch_call(twin, xt, draws)
