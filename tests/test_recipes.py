@@ -97,7 +97,9 @@ def test_recipes_read_their_constants_from_the_configs(tmp_path):
     # The seed constants live in experiments/*.py only: a changed config changes the run.
     from jaxreg.lab.configs import experiments_dir
 
-    text = (experiments_dir() / "dropout.py").read_text().replace('"lr": 0.5', '"lr": 0.05')
+    text = (experiments_dir() / "dropout.py").read_text()
+    assert 'Optimizer("sgd", lr=0.5)' in text
+    text = text.replace('Optimizer("sgd", lr=0.5)', 'Optimizer("sgd", lr=0.05)')
     config = tmp_path / "dropout_lr.py"
     config.write_text(text)
     out = tmp_path / "run"
@@ -109,5 +111,5 @@ def test_recipes_read_their_constants_from_the_configs(tmp_path):
         == 0
     )
     saved = json.loads((out / "config.json").read_text())
-    assert saved["config"]["lr"] == 0.05
+    assert saved["config"]["optimizer"]["lr"] == 0.05
     assert "SGD lr 0.05" in (out / "report.md").read_text()

@@ -328,9 +328,10 @@ def normalize_hparams(
     values = {k: hp.get(k, defaults.get(k, 0.0)) for k in keys}
     shape = max((np.shape(v) for v in values.values()), key=len)
     out = {}
+    bounds = declared_bounds(config.model)
     for k, v in values.items():
         if not isinstance(v, jax.core.Tracer):
-            check_hparam(k, np.asarray(v, np.float64))
+            check_hparam(k, np.asarray(v, np.float64), bounds.get(k))
         out[k] = jnp.broadcast_to(jnp.asarray(v, config.dtype), shape)
     return out
 
@@ -403,6 +404,27 @@ def declared_hparams(model: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+def declared_bounds(model: Any) -> dict[str, tuple[float, float]]:
+    """The ranges a model gives its traced hyperparameters: ``traced_hparams`` as a mapping.
+
+    ``traced_hparams = {"p1": (0.0, 1.0), "scale": (0.0, math.inf)}`` declares the names and
+    the closed range a concrete value must lie in (a tuple of names declares no range beyond
+    the built-in ones: names starting ``dropout`` or ending ``rate`` are probabilities).
+
+    Example:
+      >>> class M(nn.Module):
+      ...     traced_hparams = {"p": (0.0, 1.0)}
+      ...     p: float = 0.5
+      >>> declared_bounds(M())
+      {'p': (0.0, 1.0)}
+    """
+    owner = _nnx_class(model) if _is_to_linen(model) else type(model)
+    names = getattr(owner, "traced_hparams", None)
+    if not isinstance(names, Mapping):
+        return {}
+    return {str(k): (float(lo), float(hi)) for k, (lo, hi) in names.items()}
+
+
 def model_attribute(model: Any, name: str, default: Any = ...) -> Any:
     """The value of a declared hyperparameter on the model (an NNX model: its constructor kwarg)."""
     if _is_to_linen(model):
@@ -456,10 +478,20 @@ def _check_model_hparam(model: Any, name: str) -> None:
         )
 
 
-def check_hparam(name: str, value: np.ndarray) -> None:
-    """Raises ValueError naming ``name`` if a concrete value is out of its range."""
+def check_hparam(name: str, value: np.ndarray, bounds: tuple[float, float] | None = None) -> None:
+    """Raises ValueError naming ``name`` if a concrete value is out of its range.
+
+    ``bounds``: the closed range the model declared for it (:func:`declared_bounds`).
+    """
     if not np.all(np.isfinite(value)):
         raise ValueError(f"hparams[{name!r}]={value}: must be finite")
+    if bounds is not None:
+        low, high = bounds
+        if np.any((value < low) | (value > high)):
+            raise ValueError(
+                f"hparams[{name!r}]={value}: the model declares the range [{low}, {high}]"
+            )
+        return
     if name.startswith("dropout") or name.endswith("rate"):
         if np.any((value < 0) | (value > 1)):
             raise ValueError(f"hparams[{name!r}]={value}: a drop probability must be in [0, 1]")

@@ -31,12 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from jaxreg.lab import configs
+from jaxreg.lab.noise_report import tuning_mean
 
 PRESET = "noise-injection"
 _TOP_KEYS = {"name", "description", "base", "validation", "tune_seeds", "seeds"}
 _TOP_KEYS |= {"reference", "techniques"}
 _TECH_KEYS = {"name", "technique", "grid", "max_norm", "inherit", "note"}
 _GRID_HPARAMS = ("strength", "weight_decay", "max_norm")
+_WIDTHS = ("num_inputs", "num_hiddens1", "num_hiddens2", "num_outputs")
 
 
 def load_preset(path: str | Path | None = None) -> dict[str, Any]:
@@ -128,16 +130,18 @@ def train_config(preset: Mapping[str, Any], tech: Mapping[str, Any], epochs: int
       ('NoiseMLP', 'gaussian_noise', 0.5, 256)
     """
     from jaxreg.lab.engine import TrainConfig
+    from jaxreg.lab.presets import base_spec
     from jaxreg.models import NoiseMLP
 
-    exp = configs.load_config_file(configs.experiments_dir() / f"{preset['base']}.py")
-    widths = {k: v for k, v in exp["model"].items() if k != "name"}
-    epochs = int(epochs or exp["epochs"])
+    spec = base_spec(preset["base"])
+    # The base model's widths (seeds 003/004's 784-256-256-10), its rates replaced by the noise.
+    widths = {k: getattr(spec.model, k) for k in _WIDTHS if hasattr(spec.model, k)}
+    epochs = int(epochs or spec.epochs)
     max_norm = tech.get("max_norm")
     return TrainConfig(
         model=NoiseMLP(technique=tech["technique"], **widths),
-        lr=exp["lr"],
-        batch_size=exp["batch_size"],
+        lr=spec.optimizer.lr,
+        batch_size=spec.batch_size,
         epochs=epochs,
         eval_every=epochs,
         max_norm=None if max_norm is None else float(max_norm),
@@ -153,19 +157,6 @@ def _points(tech: Mapping[str, Any], chosen: Mapping[str, dict]) -> list[dict[st
     base = {"weight_decay": 0.0, **fixed}
     axes = tech.get("grid", {})
     return [{**base, **p} for p in grid(**axes)] if axes else [base]
-
-
-def tuning_mean(values: Sequence[float]) -> float:
-    """Mean validation accuracy of a tuning point over its seeds; NaN if any seed diverged.
-
-    Example:
-      >>> tuning_mean([0.5, 1.0]), tuning_mean([0.8, float("nan")])
-      (0.75, nan)
-    """
-    values = [float(v) for v in values]
-    if not values or not all(map(math.isfinite, values)):
-        return math.nan
-    return math.fsum(values) / len(values)
 
 
 def _add_timing(timing: dict[str, float], stats: Mapping[str, Any]) -> None:

@@ -22,6 +22,19 @@ from jaxreg.lab.report import format_table
 PLOT = "noise_injection.png"
 
 
+def tuning_mean(values: Sequence[float]) -> float:
+    """Mean validation accuracy of a tuning point over its seeds; NaN if any seed diverged.
+
+    Example:
+      >>> tuning_mean([0.5, 1.0]), tuning_mean([0.8, float("nan")])
+      (0.75, nan)
+    """
+    values = [float(v) for v in values]
+    if not values or not all(map(math.isfinite, values)):
+        return math.nan
+    return math.fsum(values) / len(values)
+
+
 def analyse(results: Mapping[str, Any], level: float = 0.95) -> list[dict[str, Any]]:
     """One row per technique: test accuracy mean and interval, difference to the reference.
 
@@ -367,8 +380,6 @@ def rewrite(out: str | Path) -> Path:
     """
     import json
 
-    from jaxreg.lab.noise_injection import tuning_mean
-
     out = Path(out)
     results = json.loads((out / "results.json").read_text())
     results.pop("summary", None)
@@ -382,8 +393,12 @@ def rewrite(out: str | Path) -> Path:
             point["val_acc_mean"] = tuning_mean(point["val_acc"])
     description = results.pop("description", None)
     if description is None:
-        from jaxreg.lab.noise_injection import load_preset
+        from jaxreg.lab import configs
 
-        description = load_preset().get("description", "")
+        # The shipped preset's text (read as data: this module never imports the procedure).
+        path = configs.experiments_dir() / "sweeps" / "noise_injection.py"
+        description = configs.load_config_file(path, name="sweep_noise_injection").get(
+            "description", ""
+        )
     rows = analyse(results, results.get("level", 0.95))
     return write(results, rows, out, command=command, description=description)

@@ -80,11 +80,12 @@ def example_loss(kind: str, out: jax.Array, y: jax.Array) -> tuple[jax.Array, ja
 
 
 def global_norm(tree: Any, mask: Any = None) -> jax.Array:
-    """Euclidean norm over all (or the masked) leaves, accumulated in float32."""
+    """Euclidean norm over all (or the masked) leaves, accumulated in float32 (float64 leaves:
+    in float64, so a float64 run's norms are float64 figures like torch's)."""
     leaves = jax.tree.leaves(tree)
     flags = jax.tree.leaves(mask) if mask is not None else [True] * len(leaves)
     terms = [
-        jnp.sum(jnp.square(leaf.astype(jnp.float32)))
+        jnp.sum(jnp.square(leaf.astype(jnp.promote_types(leaf.dtype, jnp.float32))))
         for leaf, f in zip(leaves, flags, strict=True)
         if f
     ]

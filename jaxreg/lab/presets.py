@@ -2,10 +2,10 @@
 
 A preset file's ``get_config()`` returns plain data (see ``experiments/sweeps/__init__.py``):
 
-* ``base``: the experiment config whose recipe the sweep trains, ``"dropout"`` or
-  ``"weight_decay"`` (``experiments/<base>.py``: model, ``lr``, ``batch_size``, ``epochs``, the
-  dropout ``rates``), and ``variant``: which of its variants sets the model's remaining fields;
-  so the seeds 003/004 constants are written once, in those two files;
+* ``base``: the experiment whose spec the sweep trains, ``"dropout"`` or ``"weight_decay"``
+  (``experiments/<base>.py``'s :class:`jaxreg.lab.spec.Spec`: model, optimizer, penalty, batch
+  size, epochs, the model's declared hyperparameters), and ``variant``: which of its variants'
+  model to train; so the seeds 003/004 constants are written once, in those two files;
 * ``overrides``: ``TrainConfig`` fields changed for the sweep (``epochs``, ...);
 * ``points`` (dicts, an optional ``"name"`` each) or ``grid`` (name -> values, their product);
 * ``seeds``, ``validation`` (images held out of training), ``plots`` (``{"file", "kind", ...}``
@@ -88,14 +88,37 @@ def load_preset(name: str) -> dict[str, Any]:
     return preset
 
 
+def base_spec(base: str):
+    """The :class:`jaxreg.lab.spec.Spec` of ``experiments/<base>.py`` (``dropout``, ...).
+
+    Raises:
+      ValueError: the file's ``get_config()`` does not return a spec.
+
+    Example:
+      >>> base_spec("dropout").optimizer.lr
+      0.5
+    """
+    from jaxreg.lab.spec import Spec
+
+    spec = configs.load_config_file(configs.experiments_dir() / f"{base}.py", name=base)
+    if not isinstance(spec, Spec):
+        raise ValueError(
+            f"base={base!r}: experiments/{base}.py's get_config() returns a "
+            f"{type(spec).__name__}, not a jaxreg.lab.spec.Spec; a sweep trains a spec's model"
+        )
+    return spec
+
+
 def train_config(base: str, variant: str | None = None, overrides: Mapping[str, Any] = ()):
-    """The engine config of an experiment's recipe (``experiments/<base>.py``).
+    """The engine config of an experiment's spec (``experiments/<base>.py``).
+
+    Built by :func:`jaxreg.lab.runner.train_config`, so a sweep trains exactly the experiment's
+    model, optimizer and penalty (its traced hyperparameters become the sweep's axes).
 
     Args:
-      base: ``"dropout"`` or ``"weight_decay"`` (any config with ``model``, ``lr``,
-        ``batch_size``, ``epochs``; ``rates`` set ``dropout1``/``dropout2``).
-      variant: a variant name of that config whose model fields (``style``, ``weight_init``)
-        apply; None: none.
+      base: ``"dropout"`` or ``"weight_decay"`` (any experiment whose ``get_config()`` is a
+        spec).
+      variant: a variant name of that spec whose model applies; None: the spec's own model.
       overrides: ``TrainConfig`` fields to change.
 
     Returns:
@@ -105,22 +128,21 @@ def train_config(base: str, variant: str | None = None, overrides: Mapping[str, 
       >>> train_config("weight_decay").model.num_hidden
       256
     """
-    from jaxreg import models
-    from jaxreg.lab import engine
+    from jaxreg.lab import runner
+    from jaxreg.lab.spec import Variant
 
-    exp = configs.load_config_file(configs.experiments_dir() / f"{base}.py", name=base)
-    model_cls = getattr(models, exp["model"]["name"])
-    fields = {f.name for f in dataclasses.fields(model_cls)}
-    kw = {k: v for k, v in exp["model"].items() if k != "name"}
-    if "rates" in exp:
-        kw["dropout1"], kw["dropout2"] = exp["rates"]
+    spec = base_spec(base)
     if variant is not None:
-        chosen = [v for v in exp.get("variants", []) if v["name"] == variant]
-        if not chosen:
-            raise ValueError(f"variant {variant!r} is not one of experiments/{base}.py's")
-        kw.update({k: v for k, v in chosen[0].items() if k in fields and k != "name"})
-    recipe = {"lr": exp["lr"], "batch_size": exp["batch_size"], "epochs": exp["epochs"]}
-    return engine.TrainConfig(model=model_cls(**kw), **{**recipe, **dict(overrides)})
+        names = [v.name for v in spec.variants]
+        if variant not in names:
+            raise ValueError(f"variant {variant!r} is not one of experiments/{base}.py's: {names}")
+        chosen = spec.variant(variant)
+        # The variant's model only: its traced values are the sweep's to set.
+        model = chosen.model if chosen.model is not None else spec.model
+    else:
+        model = spec.model
+    spec = spec.replace(variants=(Variant("sweep", model=model),))
+    return runner.train_config(spec, "sweep", **dict(overrides))
 
 
 def _plot(spec: Mapping[str, Any]) -> tuple[str, Callable[[Any, Path], Path]]:
@@ -366,3 +388,27 @@ def run_plan(
         baseline=timed,
         plots=plan.plots,
     )
+
+
+def jax_demo_sweep(data: Any, points, seeds, *, epochs: int, hidden: int) -> dict[str, Any]:
+    """jaxreg's vmapped sweep of seeds 003/004's MLP (SGD lr 0.5) over ``points`` x ``seeds``.
+
+    The JAX row of :func:`jaxreg.torch_ref.sweep.compare_sweeps` (pass it as ``jax_sweep=``).
+
+    Returns:
+      ``{"test_acc": [points, seeds, epochs], "seconds": run s, "compile": compile s}``.
+    """
+    import numpy as np
+
+    from jaxreg.lab import engine, sweep
+    from jaxreg.models import DropoutMLP
+
+    inputs = int(np.prod(np.shape(data.x_train)[1:]))
+    model = DropoutMLP(num_inputs=inputs, num_hiddens1=hidden, num_hiddens2=hidden)
+    cfg = engine.TrainConfig(model=model, lr=0.5, epochs=epochs)
+    res = sweep.run_sweep(engine.make_train(cfg, data), points, seeds)
+    return {
+        "test_acc": res.metrics["test_acc"],
+        "seconds": res.stats["run_s"],
+        "compile": res.stats["compile_s"],
+    }

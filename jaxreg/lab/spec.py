@@ -124,10 +124,25 @@ class Mask:
 
         from jaxreg import masks
 
-        def one(key_path, leaf):
-            return self.selects(masks.path_to_str(key_path), leaf)
+        base = masks.weights_only(params) if self.base == "weights_only" else None
 
-        return jax.tree_util.tree_map_with_path(one, params)
+        def one(key_path, leaf):
+            if self.base == "none":
+                return False
+            path = masks.path_to_str(key_path)
+            if not any(re.search(p, path) for p in self.include):
+                return False
+            return not any(re.search(p, path) for p in self.exclude)
+
+        chosen = jax.tree_util.tree_map_with_path(one, params)
+        if base is None:
+            return chosen
+        # weights_only decides on the whole tree (names and shapes): and it with the paths.
+        return jax.tree.map(lambda a, b: bool(a) and bool(b), chosen, base)
+
+    def __call__(self, params: Any) -> Any:
+        """:meth:`resolve`: a Mask is a mask in optax's callable convention too."""
+        return self.resolve(params)
 
     def describe(self) -> str:
         """A short human-readable form, for reports."""
@@ -549,3 +564,37 @@ def linen_model(model: Any, model_kwargs: Mapping[str, Any] | None = None) -> An
     from flax.nnx import bridge
 
     return bridge.ToLinen(model, kwargs=FrozenDict(dict(model_kwargs or {})))
+
+
+def plain(value: Any) -> Any:
+    """A spec (or any part of one) as JSON-able data, for ``config.json``.
+
+    Dataclasses become dicts of their fields, models and callables their ``repr`` or qualified
+    name, masks their fields.
+
+    Example:
+      >>> plain(Optimizer("adamw", lr=1e-3))["decay_mask"]
+      {'base': 'weights_only', 'include': ['.*'], 'exclude': []}
+    """
+    if _is_module(value):
+        return repr(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if callable(value):
+        func = getattr(value, "func", value)  # functools.partial: name the function it wraps
+        name = getattr(func, "__qualname__", None) or repr(func)
+        keywords = getattr(value, "keywords", None)
+        return f"{name}(**{dict(keywords)!r})" if keywords else name
+    return repr(value)
+
+
+def _is_module(value: Any) -> bool:
+    import flax.linen as nn
+
+    return isinstance(value, nn.Module)

@@ -24,15 +24,14 @@ This module imports torch at the top: ``import jaxreg`` never imports it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jaxreg.lab.config import EPOCH_METRICS
-from jaxreg.torch_ref.replay import MaskReplay, replaying
+from jaxreg.torch_ref import replay as _replay
 from jaxreg.torch_ref.seed_loops import (  # noqa: F401 (re-exported: the torch side's loops)
     mc_dropout_predict,
     param_groups,
@@ -49,8 +48,54 @@ from jaxreg.torch_ref.tensors import (  # noqa: F401 (re-exported)
 )
 from jaxreg.torch_ref.tensors import logits as _logits
 
-# The per-epoch metric names are jaxreg.lab.config's, so the two frameworks' histories line up.
-METRICS = EPOCH_METRICS
+METRICS = (
+    "train_loss",
+    "train_objective",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "param_norm",
+    "weight_norm",
+    "zero_fraction",
+)
+"""The per-epoch metrics of every torch run: the names of ``jaxreg.lab.config.EPOCH_METRICS``
+(the harness checks the two agree; torch_ref never imports the harness)."""
+
+LOSSES = ("cross_entropy", "nll", "mse", "bce")
+"""The batch losses :func:`train_classifier` trains with (means over the batch)."""
+
+
+def batch_loss(kind: str, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The mean loss of a batch: ``F.cross_entropy`` / ``F.nll_loss`` / ``F.mse_loss`` /
+    ``F.binary_cross_entropy`` (the engine's ``loss`` kinds of the same names).
+
+    Example:
+      >>> float(batch_loss("mse", torch.ones(2, 1), torch.zeros(2, 1)))
+      1.0
+    """
+    if kind == "cross_entropy":
+        return F.cross_entropy(out, target)
+    if kind == "nll":
+        return F.nll_loss(out, target)
+    if kind == "mse":
+        return F.mse_loss(out, target.reshape(out.shape).to(out.dtype))
+    if kind == "bce":
+        return F.binary_cross_entropy(out, target.reshape(out.shape).to(out.dtype))
+    raise ValueError(f"loss={kind!r}: allowed values are {LOSSES}")
+
+
+def _correct(kind: str, out: torch.Tensor, target: torch.Tensor) -> int | float:
+    """How many of the batch's examples are right (a sum of per-example accuracies)."""
+    if kind in ("cross_entropy", "nll"):
+        return int((out.argmax(dim=1) == target).sum())
+    if kind == "bce":
+        hits = ((out > 0.5) == (target.reshape(out.shape) > 0.5)).to(torch.float64)
+        return float(hits.reshape(len(out), -1).mean(dim=1).sum())
+    return float("nan")
+
+
+def _label_dtype(kind: str, dtype: torch.dtype) -> torch.dtype:
+    return torch.long if kind in ("cross_entropy", "nll") else dtype
 
 
 def shuffled_batches(
@@ -87,8 +132,9 @@ def evaluate(
     *,
     dropout_active: bool = False,
     batch_size: int = 10_000,
+    loss: str = "cross_entropy",
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of a classifier on ``(x, y)``.
+    """Mean loss (cross-entropy by default) and accuracy of a model on ``(x, y)``.
 
     Args:
       model: a torch classifier returning logits or log-probabilities.
@@ -96,6 +142,7 @@ def evaluate(
       y: integer labels.
       dropout_active: keep ``model.train()`` while evaluating (seed 004's defect, ``--faithful``).
       batch_size: evaluation chunk size (memory only; the result does not depend on it).
+      loss: one of :data:`LOSSES` (the accuracy of ``mse`` is NaN).
 
     Returns:
       ``(loss, accuracy)`` as Python floats.
@@ -111,8 +158,11 @@ def evaluate(
         for start in range(0, len(x), batch_size):
             out = _logits(model(x[start : start + batch_size]))
             target = y[start : start + batch_size]
-            loss_sum += float(F.cross_entropy(out, target, reduction="sum"))
-            correct += int((out.argmax(dim=1) == target).sum())
+            if loss == "cross_entropy":
+                loss_sum += float(F.cross_entropy(out, target, reduction="sum"))
+            else:
+                loss_sum += float(batch_loss(loss, out, target)) * len(target)
+            correct += _correct(loss, out, target)
     model.train(was_training)
     n = max(len(x), 1)
     return loss_sum / n, correct / n
@@ -122,7 +172,7 @@ def train_classifier(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     train: tuple[Any, Any],
-    test: tuple[Any, Any],
+    test: tuple[Any, Any] | None,
     *,
     epochs: int,
     batch_size: int,
@@ -134,19 +184,23 @@ def train_classifier(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     matched: Any = None,
     dtype: torch.dtype = torch.float32,
-) -> dict[str, list[float]]:
-    """Minibatch training of a classifier: d2l's ``train_ch3`` with the seeds' settings.
+    loss: str = "cross_entropy",
+    weight_names: Collection[str] | None = None,
+    activity: Callable[[tuple[torch.Tensor, ...]], torch.Tensor] | None = None,
+) -> dict[str, list[Any]]:
+    """Minibatch training: d2l's ``train_ch3`` with the seeds' settings, the one torch loop.
 
-    The torch counterpart of ``jaxreg.lab.engine.make_train``: cross-entropy (mean over the batch),
-    an optional loss penalty (seed 004's ``l2_penalty(W1) + l2_penalty(W2)``), one optimizer
-    step per batch.
+    The torch counterpart of ``jaxreg.lab.engine.make_train``: a batch loss (cross-entropy by
+    default, a mean over the batch), an optional loss penalty (seed 004's ``l2_penalty(W1) +
+    l2_penalty(W2)``), one optimizer step per batch. ``jaxreg.lab.runner`` builds every argument
+    from a spec; the loop itself knows nothing of the harness.
 
     Args:
-      model: a torch twin from ``jaxreg.torch_ref.models``.
+      model: a torch twin (e.g. from ``jaxreg.torch_ref.models``).
       optimizer: a ``torch.optim`` optimizer over ``model``'s parameters (weight decay, if any,
         is the optimizer's, as in seed 004's param groups).
       train: ``(x, y)`` arrays or tensors.
-      test: ``(x, y)`` arrays or tensors.
+      test: ``(x, y)`` arrays or tensors, or None (``test_*`` are then NaN).
       epochs: number of passes over ``train``.
       batch_size: minibatch size (256 in seeds 003/004).
       seed: seeds the shuffling generator and torch's global RNG (dropout masks).
@@ -155,15 +209,23 @@ def train_classifier(
       drop_last: drop each epoch's final partial batch.
       progress: an optional tqdm-like object; ``progress.update(1)`` is called per epoch.
       on_epoch: ``on_epoch(epoch, metrics)`` called after each epoch.
-      matched: a ``jaxreg.lab.matched.MatchedStreams`` (anything with ``order(epoch)`` and
-        ``step_masks(epoch)``): the batches follow the JAX run's order and every dropout call
-        replays the JAX run's mask (``jaxreg.torch_ref.replay``), so the two runs differ only
-        by rounding. Needs deterministic evaluation (``eval_dropout=False``).
+      matched: the shared streams of a matched run (``jaxreg.lab.matched.MatchedStreams`` or
+        anything with ``order(epoch)`` and ``step_draws(epoch)``, or the older
+        ``step_masks(epoch)``): the batches follow the JAX run's order and every random draw
+        of the forward pass replays the JAX run's (``jaxreg.torch_ref.replay``), so the two
+        runs differ only by rounding. Needs deterministic evaluation (``eval_dropout=False``).
       dtype: the data's dtype (``torch.float64`` for double-precision runs; the caller converts
         the model with ``model.double()``).
+      loss: the batch loss, one of :data:`LOSSES`.
+      weight_names: the parameters ``weight_norm`` covers (the optimizer's decay mask); None:
+        every parameter with ``ndim >= 2``.
+      activity: ``activity(outputs) -> scalar tensor`` added to the objective: the activation
+        penalties on the model's extra outputs (a model returning ``(out, act_1, ...)``).
 
     Returns:
-      ``{metric: [value per epoch]}`` for every name in ``METRICS`` plus ``epoch_time``.
+      ``{metric: [value per epoch]}`` for every name in ``METRICS`` plus ``epoch_time``, and
+      ``step_loss``: per epoch, the list of each step's data loss measured before its update
+      (``loss.item()``, the engine's ``metrics["step_loss"]``).
 
     Example:
       >>> net = torch.nn.Linear(4, 2)
@@ -171,9 +233,11 @@ def train_classifier(
       >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
       >>> data = (np.zeros((8, 4), np.float32), np.zeros(8, np.int64))
       >>> hist = train_classifier(net, opt, data, data, epochs=1, batch_size=4, seed=0)
-      >>> hist["test_acc"]
-      [1.0]
+      >>> hist["test_acc"], len(hist["step_loss"][0])
+      ([1.0], 2)
     """
+    if loss not in LOSSES:
+        raise ValueError(f"loss={loss!r}: allowed values are {LOSSES}")
     if matched is not None and eval_dropout:
         raise ValueError(
             "matched=...: evaluation with dropout active (eval_dropout=True) would draw masks "
@@ -181,41 +245,50 @@ def train_classifier(
         )
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    x_train, y_train = to_tensor(train[0], dtype), to_tensor(train[1], torch.long)
-    x_test, y_test = to_tensor(test[0], dtype), to_tensor(test[1], torch.long)
-    history: dict[str, list[float]] = {name: [] for name in (*METRICS, "epoch_time")}
-    replay = MaskReplay()
+    label_dtype = _label_dtype(loss, dtype)
+    x_train, y_train = to_tensor(train[0], dtype), to_tensor(train[1], label_dtype)
+    if test is not None:
+        x_test, y_test = to_tensor(test[0], dtype), to_tensor(test[1], label_dtype)
+    history: dict[str, list[Any]] = {name: [] for name in (*METRICS, "epoch_time", "step_loss")}
+    replay = _Replayer(matched)
     for epoch in range(epochs):
         start_time = time.perf_counter()
         model.train()
         loss_sum = objective_sum = 0.0
         correct = seen = 0
+        step_losses: list[float] = []
         if matched is None:
             batches = shuffled_batches(len(x_train), batch_size, generator, drop_last)
-            step_masks = None
         else:
             order = torch.from_numpy(np.array(matched.order(epoch), np.int64))
             batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-            step_masks = matched.step_masks(epoch)
+        replay.start_epoch(epoch)
         for index in batches:
             xb, yb = x_train[index], y_train[index]
-            if step_masks is None:
-                out = _logits(model(xb))
-            else:
-                replay.set_step(next(step_masks))
-                with replaying(replay):
-                    out = _logits(model(xb))
-                replay.finish_step()
-            loss = F.cross_entropy(out, yb)
-            objective = loss + penalty(model) if penalty is not None else loss
+            outputs = replay.forward(model, xb)
+            out = _logits(outputs)
+            data_loss = batch_loss(loss, out, yb)
+            objective = data_loss + penalty(model) if penalty is not None else data_loss
+            if activity is not None:
+                objective = objective + activity(outputs)
             optimizer.zero_grad()
             objective.backward()
             optimizer.step()
-            loss_sum += loss.item() * len(index)
+            value = data_loss.item()
+            step_losses.append(value)
+            loss_sum += value * len(index)
             objective_sum += objective.item() * len(index)
-            correct += int((out.argmax(dim=1) == yb).sum())
+            correct += _correct(loss, out, yb)
             seen += len(index)
-        test_loss, test_acc = evaluate(model, x_test, y_test, dropout_active=eval_dropout)
+        if test is not None:
+            test_loss, test_acc = evaluate(
+                model, x_test, y_test, dropout_active=eval_dropout, loss=loss
+            )
+        else:
+            test_loss = test_acc = float("nan")
+        names = None
+        if weight_names is not None:
+            names = set(weight_names)
         metrics = {
             "train_loss": loss_sum / seen,
             "train_objective": objective_sum / seen,
@@ -223,14 +296,47 @@ def train_classifier(
             "test_loss": test_loss,
             "test_acc": test_acc,
             "param_norm": param_norm(model),
-            "weight_norm": param_norm(model, weights_only=True),
+            "weight_norm": param_norm(model, weights_only=True, names=names),
             "zero_fraction": zero_fraction(model),
             "epoch_time": time.perf_counter() - start_time,
         }
         for name, value in metrics.items():
             history[name].append(value)
+        history["step_loss"].append(step_losses)
         if progress is not None:
             progress.update(1)
         if on_epoch is not None:
             on_epoch(epoch, metrics)
     return history
+
+
+class _Replayer:
+    """Runs the forward passes of a matched run with the JAX run's draws (or plainly)."""
+
+    def __init__(self, matched: Any):
+        self.matched = matched
+        self._steps: Iterator[Any] | None = None
+        self._draws = matched is not None and hasattr(matched, "step_draws")
+        if matched is None:
+            self.replay = None
+        elif self._draws:
+            self.replay = _replay.DrawReplay()
+        else:
+            self.replay = _replay.MaskReplay()
+
+    def start_epoch(self, epoch: int) -> None:
+        if self.matched is None:
+            return
+        if self._draws:
+            self._steps = self.matched.step_draws(epoch)
+        else:
+            self._steps = self.matched.step_masks(epoch)
+
+    def forward(self, model: torch.nn.Module, xb: torch.Tensor) -> Any:
+        if self.replay is None:
+            return model(xb)
+        self.replay.set_step(next(self._steps))
+        with _replay.replaying(self.replay):
+            out = model(xb)
+        self.replay.finish_step()
+        return out

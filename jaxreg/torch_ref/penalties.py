@@ -152,3 +152,24 @@ def seed004_l2_penalty(w: torch.Tensor) -> torch.Tensor:
         2.5
     """
     return (w**2).mean() / 2
+
+
+def _l1(w: torch.Tensor) -> torch.Tensor:
+    return torch.abs(w).sum()
+
+
+def _l2(w: torch.Tensor) -> torch.Tensor:
+    return (w**2).sum() / 2
+
+
+def _l2_norm(w: torch.Tensor) -> torch.Tensor:
+    return torch.sqrt(torch.pow(w, 2).sum())
+
+
+TERMS = {"l1": _l1, "l2": _l2, "l2_mean": seed004_l2_penalty, "l2_norm": _l2_norm}
+"""Per-tensor terms of the weight penalties, by ``jaxreg.lab.spec.Penalty`` kind: summed over
+the selected tensors and scaled by the strength (``jaxreg.l1_penalty``, ``jaxreg.l2_penalty``
+with ``reduction="sum"`` / ``"mean"``, ``jaxreg.l2_norm_penalty``)."""
+
+ACTIVITY_TERMS = {"l1": seed001_l1_penalty, "l2": _l2, "l2_norm": seed001_l2_penalty}
+"""Activation penalty terms by ``jaxreg.lab.spec.Activity`` kind (seed 001's formulas)."""

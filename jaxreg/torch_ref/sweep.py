@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -215,9 +215,9 @@ def compare_sweeps(
     *,
     epochs: int = 2,
     hidden: int = 256,
-    with_jax: bool = False,
+    jax_sweep: Callable[..., Mapping[str, Any]] | None = None,
 ) -> str:
-    """Times one grid sequentially, with ``torch.func`` and (``with_jax``) with jaxreg's sweep.
+    """Times one grid sequentially, with ``torch.func`` and (``jax_sweep``) with jaxreg's sweep.
 
     Args:
       data: arrays with ``x_train, y_train, x_test, y_test`` (``jaxreg.lab.data`` tuples).
@@ -225,7 +225,10 @@ def compare_sweeps(
       seeds: the seeds.
       epochs: epochs per run.
       hidden: width of both hidden layers.
-      with_jax: also run the grid with :func:`jaxreg.lab.sweep.run_sweep` (SGD lr 0.5).
+      jax_sweep: also run the grid through this function, ``jax_sweep(data, points, seeds,
+        epochs=, hidden=) -> {"test_acc": [points, seeds, epochs], "seconds", "compile"}``
+        (:func:`jaxreg.lab.presets.jax_demo_sweep`, jaxreg's vmapped sweep). The harness passes
+        it in: this module never imports ``jaxreg.lab``.
 
     Returns:
       A few lines: milliseconds per configuration-epoch of each way and the final test
@@ -244,18 +247,10 @@ def compare_sweeps(
         "torch sequential": sequential_sweep(data, points, seeds, **common),
         "torch.func vmap": func_sweep(data, points, seeds, **common),
     }
-    if with_jax:
-        from jaxreg.lab import engine, sweep
-        from jaxreg.models import DropoutMLP as FlaxMLP
-
-        model = FlaxMLP(num_inputs=kw["num_inputs"], num_hiddens1=hidden, num_hiddens2=hidden)
-        cfg = engine.TrainConfig(model=model, lr=0.5, epochs=epochs)
-        res = sweep.run_sweep(engine.make_train(cfg, data), points, seeds)
-        results["jax vmap (jaxreg.lab.sweep)"] = {
-            "test_acc": res.metrics["test_acc"],
-            "seconds": res.stats["run_s"],
-            "compile": res.stats["compile_s"],
-        }
+    if jax_sweep is not None:
+        results["jax vmap (jaxreg.lab.sweep)"] = dict(
+            jax_sweep(data, points, seeds, epochs=epochs, hidden=hidden)
+        )
     lines = [f"{len(points)} points x {len(seeds)} seeds, {epochs} epochs, n={len(data.x_train)}"]
     for name, out in results.items():
         final = np.asarray(out["test_acc"])[..., -1].mean(axis=1)

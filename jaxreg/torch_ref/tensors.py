@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -90,17 +91,25 @@ def load_params(model: torch.nn.Module, state: dict[str, Any]) -> torch.nn.Modul
     return model
 
 
-def param_norm(model: torch.nn.Module, weights_only: bool = False) -> float:
+def param_norm(
+    model: torch.nn.Module, weights_only: bool = False, names: Collection[str] | None = None
+) -> float:
     """Global Euclidean norm over all parameters (``jaxreg.lab.engine``'s ``param_norm``).
 
     With ``weights_only=True``, over the matrices and kernels only (ndim >= 2, no biases):
-    ``jaxreg.masks.weights_only``'s selection, the engine's ``weight_norm``.
+    ``jaxreg.masks.weights_only``'s selection, the engine's ``weight_norm``; ``names`` instead
+    picks the parameters by name (the decay mask of a run, which the engine's ``weight_norm``
+    covers).
+
+    Example:
+      >>> param_norm(torch.nn.Linear(2, 1), names=())
+      0.0
     """
     with torch.no_grad():
         squares = [
             float((p.double() ** 2).sum())
-            for p in model.parameters()
-            if not weights_only or p.ndim >= 2
+            for name, p in model.named_parameters()
+            if (name in names if names is not None else not weights_only or p.ndim >= 2)
         ]
     return math.sqrt(sum(squares))
 

@@ -6,7 +6,7 @@ import dataclasses
 import importlib
 import importlib.util
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +156,9 @@ class Context:
     """Everything a recipe's ``run(ctx)`` needs: config, options and the recorder."""
 
     name: str
-    config: dict[str, Any]
+    config: Any
+    """The experiment's ``get_config()``: a :class:`jaxreg.lab.spec.Spec` (weight-decay,
+    dropout) or the plain dict of an experiment that is not a spec yet."""
     options: RunOptions
     recorder: report.RunRecorder
     runs: dict[tuple[str, str], list[dict[str, list[float]]]] = dataclasses.field(
@@ -173,8 +175,12 @@ class Context:
         return self.options.frameworks
 
     def epochs(self, key: str = "epochs") -> int:
-        """``--epochs`` if given, else the config's value under ``key``."""
-        return int(self.options.epochs or self.config[key])
+        """``--epochs`` if given, else the config's value under ``key`` (a spec's ``epochs``)."""
+        if self.options.epochs:
+            return int(self.options.epochs)
+        if isinstance(self.config, Mapping):
+            return int(self.config[key])
+        return int(getattr(self.config, key))
 
     def progress(self, total: int, desc: str):
         """A tqdm bar, disabled unless ``options.progress`` (a terminal)."""
@@ -259,7 +265,7 @@ def check_options(name: str, options: RunOptions) -> None:
             )
 
 
-def load_config(name: str, path: str | Path | None = None) -> dict[str, Any]:
+def load_config(name: str, path: str | Path | None = None) -> Any:
     """Loads an experiment config: ``get_config()`` of ``experiments/<module>.py`` or ``path``.
 
     Args:
@@ -267,10 +273,11 @@ def load_config(name: str, path: str | Path | None = None) -> dict[str, Any]:
       path: a config file to use instead of the default one.
 
     Returns:
-      The config dict.
+      What ``get_config()`` returns: a :class:`jaxreg.lab.spec.Spec` (weight-decay, dropout)
+      or a dict.
 
     Example:
-      >>> load_config("dropout")["lr"]  # doctest: +SKIP
+      >>> load_config("dropout").optimizer.lr
       0.5
     """
     exp = _check_name(name)
@@ -302,7 +309,11 @@ def run_experiment(name: str, options: RunOptions, *, out: str | Path | None = N
     config = load_config(name, options.config_path)
     run_dir = report.make_run_dir(name, out if out is not None else options.out)
     recorder = report.RunRecorder(run_dir, name)
-    recorder.write_config({"experiment": name, "config": config, "options": options.__dict__})
+    from jaxreg.lab.spec import plain
+
+    recorder.write_config(
+        {"experiment": name, "config": plain(config), "options": options.__dict__}
+    )
     ctx = Context(name, config, options, recorder)
     notes = [f"Seed(s) {exp.seeds}: {exp.summary}."]
     if "torch" in options.frameworks:

@@ -1,4 +1,4 @@
-"""What the recipes share: data, timed JAX runs through the engine, torch twins, result rows."""
+"""What the recipes share: the spec runner with the command line applied, data, result rows."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from jaxreg.lab.recipes._common import Context
+from jaxreg.lab.runner import JaxRunner, history  # noqa: F401 (the recipes' JAX side)
 
 
 def fashion_mnist(ctx: Context):
@@ -18,57 +19,50 @@ def fashion_mnist(ctx: Context):
     return load_fashion_mnist(opts.data_dir, train_size=opts.limit_train, test_size=opts.limit_test)
 
 
-class JaxRunner:
-    """Runs ``jaxreg.lab.engine`` trainings ahead-of-time compiled, timing compile and run apart.
+def spec_runner(ctx: Context, progress: Any = None, **options: Any):
+    """A :class:`jaxreg.lab.runner.Runner` of the context's spec with the command line applied.
 
-    A compiled function is cached per (Train, initial-state structure), so variants that differ
-    only in traced hyperparameters (weight-decay's three runs) compile once.
+    ``--data-dir`` / ``--limit-train`` / ``--limit-test``, ``--epochs`` and ``--dtype`` override
+    the spec's; ``options`` are ``TrainConfig`` fields for every variant.
     """
+    from jaxreg.lab import runner
 
-    def __init__(self):
-        self._cache: dict[Any, Any] = {}
+    opts = ctx.options
+    data = runner.load_data(
+        ctx.config, data_dir=opts.data_dir, train_size=opts.limit_train, test_size=opts.limit_test
+    )
+    return runner.Runner(
+        ctx.config, data, epochs=ctx.epochs(), dtype=opts.dtype, progress=progress, **options
+    )
 
-    def run(self, train, key, hparams=None, init_state=None):
-        """Returns ``(TrainResult, run seconds, compile seconds)`` of ``train(key, hparams)``."""
-        import jax
 
-        from jaxreg.lab import timing
+def record_runs(ctx: Context, runs: list, *, seed_figure: Any) -> dict[str, Any] | None:
+    """Records a side's runs of one variant (:class:`jaxreg.lab.runner.Run`): rows, histories.
 
-        hp = train.normalize_hparams(hparams)
-        args = (train.data, key, hp, init_state)
-        cache_key = (id(train), jax.tree.structure(init_state))
-        compile_s = 0.0
-        if cache_key not in self._cache:
-            self._cache[cache_key], compile_s = timing.compile_and_time(train.pure, *args)
-        result, wall = timing.timed_call(self._cache[cache_key], *args)
-        return result, wall, compile_s
+    The runs' role-``"noise"`` entries (a matched float32 run's noise sample) go to
+    ``ctx.runs[(variant, comparison.NOISE)]`` for the comparison sections only.
+    """
+    main = [r for r in runs if r.role == "run"]
+    noise = [r for r in runs if r.role == "noise"]
+    if noise:
+        from jaxreg.lab import comparison
 
-    def run_seeds(self, train, seeds, hparams=None):
-        """One compiled program over ``seeds``: ``(per-seed TrainResults, run s, compile s)``.
-
-        ``jax.vmap(train.pure)`` over the seeds' keys (data and hyperparameters shared), as
-        ``jaxreg sweep`` does; one seed is the plain :meth:`run`, so a single-seed run is
-        unchanged by the multi-seed path.
-        """
-        import jax
-        import jax.numpy as jnp
-
-        from jaxreg.lab import timing
-
-        if len(seeds) == 1:
-            result, wall, compile_s = self.run(train, jax.random.key(seeds[0]), hparams)
-            return [result], wall, compile_s
-        hp = train.normalize_hparams(hparams)
-        keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
-        args = (train.data, keys, hp, None)
-        cache_key = (id(train), "seeds", len(seeds))
-        compile_s = 0.0
-        if cache_key not in self._cache:
-            batched = jax.vmap(train.pure, in_axes=(None, 0, None, None))
-            self._cache[cache_key], compile_s = timing.compile_and_time(batched, *args)
-        stacked, wall = timing.timed_call(self._cache[cache_key], *args)
-        results = [jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(len(seeds))]
-        return results, wall, compile_s
+        ctx.runs[(noise[0].variant, comparison.NOISE)] = [r.history for r in noise]
+    if not main:
+        return None
+    first = main[0]
+    walls = [r.wall_s for r in main if r.wall_s is not None]
+    # JAX trains the seeds as one program (every run carries its time); torch one after another.
+    wall = walls[0] if first.framework == "jax" else sum(walls)
+    return record_classifier(
+        ctx,
+        first.variant,
+        first.framework,
+        [r.history for r in main],
+        wall_s=wall,
+        compile_s=first.compile_s,
+        seed_figure=seed_figure,
+    )
 
 
 def torch_runs(
@@ -133,16 +127,6 @@ def seeds_detail(ctx: Context) -> str | None:
     if len(seeds) == 1:
         return None
     return f"mean over seeds {seeds[0]}..{seeds[-1]} (n={len(seeds)}; intervals below)"
-
-
-def history(result) -> dict[str, list[float]]:
-    """Per-epoch metrics of a ``TrainResult`` as lists (scalars such as diverged_step dropped)."""
-    out = {}
-    for name, value in result.metrics.items():
-        value = np.asarray(value)
-        if value.ndim == 1:
-            out[name] = value.astype(float).tolist()
-    return out
 
 
 def torch_state(params) -> dict[str, np.ndarray]:
