@@ -731,3 +731,49 @@ def run(
             for r in runner.run_torch(v, seeds, matched=matched):
                 results.add(r)
     return results
+
+
+def input_shape(spec: Spec) -> tuple[int, ...]:
+    """The shape of one input example of ``spec`` (without the batch axis).
+
+    Example:
+      >>> from jaxreg.lab.spec import Data
+      >>> input_shape(Spec("s", None, data=Data(layout="nhwc")))
+      (28, 28, 1)
+    """
+    if isinstance(spec.data, spec_mod.Data):
+        return {"flat": (784,), "nhwc": (28, 28, 1), "nchw": (1, 28, 28)}[spec.data.layout]
+    x, _ = _split(spec.data(), "train")
+    return tuple(np.shape(x)[1:])
+
+
+def seed_bytes(spec: Spec, dtype: str = "float32", test_size: int | None = None) -> int:
+    """About how many bytes one seed of a vmapped JAX run of ``spec`` keeps live.
+
+    Parameters, gradients and optimizer state (4 copies), a batch's inputs and activations (the
+    sum of the layers' widths) and an evaluation chunk's activations: the estimate behind
+    ``--seeds N``'s memory check.
+
+    Example:
+      >>> from jaxreg.lab.recipes import load_config
+      >>> seed_bytes(load_config("weight-decay")) > 4 * 784 * 256
+      True
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from jaxreg.lab.config import call_kwargs
+
+    model = spec_mod.linen_model(spec.variants[0].model or spec.model, spec.model_kwargs)
+    shape = input_shape(spec)
+    kwargs = {"deterministic": True} if "deterministic" in call_kwargs(model) else {}
+    keys = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+    shapes = jax.eval_shape(lambda: model.init(keys, jnp.zeros((1, *shape)), **kwargs))
+    leaves = jax.tree.leaves(shapes)
+    n_params = sum(leaf.size for leaf in leaves)
+    widths = sum(leaf.shape[-1] for leaf in leaves if leaf.ndim >= 2) or 1
+    inputs = int(np.prod(shape))
+    batch = spec.batch_size or 1
+    evaluated = min(2000, test_size or 10000)
+    floats = 4 * n_params + 4 * batch * (widths + inputs) + 2 * evaluated * widths
+    return floats * (8 if dtype == "float64" else 4)

@@ -316,13 +316,10 @@ class _Replayer:
     def __init__(self, matched: Any):
         self.matched = matched
         self._steps: Iterator[Any] | None = None
+        # Streams with every draw of a step (``step_draws``: site, kind, shape, value), or the
+        # older bare keep-masks (``step_masks``), which DrawReplay matches by shape.
         self._draws = matched is not None and hasattr(matched, "step_draws")
-        if matched is None:
-            self.replay = None
-        elif self._draws:
-            self.replay = _replay.DrawReplay()
-        else:
-            self.replay = _replay.MaskReplay()
+        self.replay = None if matched is None else _replay.DrawReplay()
 
     def start_epoch(self, epoch: int) -> None:
         if self.matched is None:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jaxreg.torch_ref.replay import MaskReplay, replaying
+from jaxreg.torch_ref.replay import DrawReplay, replaying
 from jaxreg.torch_ref.tensors import logits as _logits
 from jaxreg.torch_ref.tensors import to_tensor
 
@@ -65,7 +65,7 @@ def train_regression(
     tx, ty = to_tensor(test[0], dtype), to_tensor(test[1], dtype)
     keys = ("train_loss", "eval_epochs", "test_loss", "test_pred")
     history: dict[str, Any] = {k: [] for k in keys}
-    replay = MaskReplay()
+    replay = DrawReplay()
     for epoch in range(epochs):
         model.train()
         if matched is None:
