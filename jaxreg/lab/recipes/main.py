@@ -1,17 +1,25 @@
 """``jaxreg main``: weight decay and dropout on Fashion-MNIST, a matched pair and a multi-seed run.
 
-Two comparisons of JAX and torch, each the answer to its own question:
+Three parts, each the answer to its own question:
 
-1. **Matched pair** (does the torch loop compute what the JAX engine computes?): weight-decay and
-   dropout at ``--seed``, both frameworks on the same weights, batches and dropout masks
-   (``--matched``): the per-epoch gaps are rounding only (``jaxreg.lab.comparison``).
-2. **Multi-seed** (is a JAX-torch gap of unmatched runs more than seed noise?): the experiments
+1. **Matched pair** (what do the two frameworks reach?): weight-decay and dropout at ``--seed``,
+   both frameworks on the same weights, batches and dropout masks, float32, the config's
+   epochs; the JAX-torch gaps per epoch are reported, not gated (``jaxreg.lab.comparison``).
+2. **The float64 gate and the float32 attribution** (does the torch loop compute what the JAX
+   engine computes?): every variant of both experiments trained matched for
+   :data:`GATE_EPOCHS` epoch(s) in float64 and in float32 in both frameworks
+   (:func:`jaxreg.lab.compare_train.train_matched`): the float64 pair must agree at every step
+   to 1e-8 relative, and its final parameters too (:func:`jaxreg.lab.verdict.float64_gate`);
+   float32 is attributed per step: the JAX-torch float32 gap beside each side's own float32
+   error (its float32 run against its float64 run). No float32 bound, so no false alarm on a
+   CPU whose float32 kernels round otherwise (AMD, AVX2).
+3. **Multi-seed** (is a JAX-torch gap of unmatched runs more than seed noise?): the experiments
    of :data:`SEED_EXPERIMENTS` over ``--seeds`` seeds (default :data:`MAIN_SEEDS`), each
    framework with its own shuffles and masks (paired and matched with ``--matched``): means,
    95% intervals, JAX - torch and its verdict.
 
-The sizes keep ``jaxreg main`` near 6 minutes on 2 CPU cores (measured: see the committed
-``experiments/results/main/report.md``); ``--seeds 1`` skips part 2.
+The sizes keep ``jaxreg main`` under 5 minutes on 2 CPU cores (measured: see the committed
+``experiments/results/main/report.md``); ``--seeds 1`` skips part 3.
 """
 
 from __future__ import annotations
@@ -28,7 +36,10 @@ MAIN_EXPERIMENTS = ("weight-decay", "dropout")
 SEED_EXPERIMENTS = ("weight-decay",)
 """Part 2: the multi-seed comparison (the cheaper of the two recipes: torch runs seed by seed)."""
 MAIN_SEEDS = 4
-"""Part 2's default number of seeds."""
+"""Part 3's default number of seeds."""
+GATE_EPOCHS = 1
+"""Part 2's epochs per variant (235 steps on Fashion-MNIST): the gate is per step, so one epoch
+holds 235 checks of every loss, and the attribution shows the float32 drift's onset."""
 
 
 def _section(title: str, result: RunResult, run_dir) -> list[str]:
@@ -59,14 +70,19 @@ def run_main(options: RunOptions) -> RunResult:
     both = options.framework == "both"
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    sections: list[str] = ["## 1. Matched pair" if both else "## 1. Single runs"]
+    sections: list[str] = ["## 1. Matched pair, float32" if both else "## 1. Single runs"]
     pair = dataclasses.replace(options, matched=both, seeds=1)
     for name in MAIN_EXPERIMENTS:
         result = run_experiment(name, pair, out=run_dir / name)
         rows += result.rows
         sections += _section(name, result, run_dir)
+    gates: list[str] = []
+    alarms: list[str] = []
+    if both:
+        part, gates, alarms = _gate_part(options)
+        sections += part
     if options.seeds > 1:
-        sections.append(f"## 2. {options.seeds} seeds" + (", matched" if options.matched else ""))
+        sections.append(f"## 3. {options.seeds} seeds" + (", matched" if options.matched else ""))
         for name in SEED_EXPERIMENTS:
             result = run_experiment(name, options, out=run_dir / "seeds" / name)
             sections += _section(f"{name}, {options.seeds} seeds", result, run_dir)
@@ -86,8 +102,70 @@ def run_main(options: RunOptions) -> RunResult:
         ],
         command=options.command,
     )
-    table = report.format_table(rows) + f"\n\n{machine_description()}; total wall time {wall:.1f} s"
+    table = report.format_table(rows)
+    if gates:
+        table += "\n\n" + "\n".join(gates)
+    if alarms:
+        table += "\n\n" + "\n".join(f"ALARM: {a}" for a in alarms)
+    table += f"\n\n{machine_description()}; total wall time {wall:.1f} s"
     return RunResult("main", run_dir, rows, table)
+
+
+def _gate_part(options: RunOptions) -> tuple[list[str], list[str], list[str]]:
+    """Part 2: every variant's float64 gate and float32 attribution.
+
+    Returns ``(report sections, one line per variant for the terminal, alarms)``: an alarm is
+    a failed float64 gate (a wrong implementation), never a float32 gap.
+    """
+    from jaxreg.lab import compare_train, runner, verdict
+    from jaxreg.lab.recipes._common import load_config
+
+    sections = [
+        f"## 2. The float64 gate and the float32 attribution ({GATE_EPOCHS} epoch(s) per variant)",
+        "Each variant trained matched (same initial weights, batches and dropout masks) in "
+        "both frameworks, in float64 and in float32 "
+        "(`jaxreg.lab.compare_train.train_matched`). **The gate**: the float64 pair's loss at "
+        f"every optimizer step within {verdict.GATE_RTOL:g} relative, and its final "
+        "parameters. **The attribution** (reported, not gated): per step, the JAX-torch "
+        "float32 gap beside each side's own float32 error (its float32 run against its "
+        "float64 run on the same batches and masks), relative to the float64 loss; a gap "
+        "that is one side's own error says which side's float32 drifted.",
+    ]
+    lines, alarms = [], []
+    for name in MAIN_EXPERIMENTS:
+        spec = load_config(name)
+        data = runner.load_data(
+            spec,
+            data_dir=options.data_dir,
+            train_size=options.limit_train,
+            test_size=options.limit_test,
+        )
+        for variant in spec.variants:
+            found = compare_train.train_matched(
+                spec, epochs=GATE_EPOCHS, seed=options.seed, variant=variant.name, data=data
+            )
+            label = f"{name}/{variant.name}"
+            gate = f"{label}: {found.gate.summary()}"
+            lines.append(gate)
+            if not found.gate.passed:
+                alarms.append(gate)
+            summary = verdict.attribution_summary(found.attribution)
+            first = float(found.attribution.jax_error.ravel()[0])
+            if first > compare_train.SAME_START:
+                # Step 1's loss is one forward pass: more than its rounding means the float32
+                # and float64 runs drew different masks, so the attribution is not rounding.
+                summary += (
+                    f" (NOTE: the JAX float32 and float64 runs differ by {first:.1e} at step 1: "
+                    "their dropout masks differ, so the own errors include that, not rounding "
+                    "alone)"
+                )
+            sections += [
+                f"### {label}\n",
+                f"- {found.gate.summary()}.\n- {summary}.",
+                verdict.attribution_table(found.attribution),
+            ]
+            lines.append("  " + summary)
+    return sections, lines, alarms
 
 
 def cpu_model() -> str:
