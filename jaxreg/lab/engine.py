@@ -7,8 +7,22 @@ call, loss, penalties, optimizer) comes from :mod:`jaxreg.lab.objective`. So
 ``jax.vmap(train.pure, in_axes=(None, 0, 0))`` trains a whole grid in one compiled computation
 (:mod:`jaxreg.lab.sweep`), and a new learning rate or dropout rate never recompiles.
 
-One run is ``lax.scan`` over epochs; one epoch is ``lax.scan`` of :meth:`Train.step` over shuffled
-minibatches of a data set that lives on the device (gathered by index, never copied per epoch).
+One epoch is a sequence of :meth:`Train.step` over shuffled minibatches of a data set that lives
+on the device (gathered by index, never copied per epoch). Two loop forms run it
+(``TrainConfig.loop``, the resolved one in :attr:`Train.loop`): ``"scan"``, the whole run as one
+compiled program (``lax.scan`` over epochs of ``lax.scan`` over steps), and ``"stepped"``, a
+Python loop over one compiled step (plus a compiled epoch start and end). XLA on CPU runs a
+convolution inside a loop body several times slower than outside one (jax-ml/jax#12868: it cannot
+give the kernel-gradient convolution the layout of its fast library kernel there), so
+``loop="auto"`` picks ``"stepped"`` for a model with convolutions on CPU and ``"scan"`` otherwise
+(see :func:`resolve_loop` for the measurements). Both forms run the same step function on the same
+batches, keys and counters: for matmul models (every seed model) their results are identical bit
+for bit; for a convolutional model on CPU the kernel gradients come from different convolution
+kernels, so the forms agree to rounding (float64: ~1e-15 relative), not bit for bit.
+
+``result.metrics`` holds the per-epoch metrics and, per optimizer step, ``step_loss`` and
+``step_objective`` (``[epochs, steps_per_epoch]``: each step's data loss and objective on its
+batch before the update, torch's ``loss.item()``), in both forms.
 PyTorch's ``DataLoader(shuffle=True)`` keeps the last partial batch, and so does the engine
 (``drop_last=False``): the permutation is padded to whole batches and the padding is masked out of
 the loss, which is then exactly torch's mean over the short batch.
@@ -29,6 +43,7 @@ import math
 from typing import Any
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -39,7 +54,24 @@ from jaxreg.lab import objective, placement
 from jaxreg.lab.config import EPOCH_METRICS, HPARAMS, TrainConfig, call_kwargs, normalize_hparams
 from jaxreg.lab.state import TrainResult, TrainState, as_state
 
-__all__ = ["EPOCH_METRICS", "HPARAMS", "TrainConfig", "TrainResult", "TrainState", "make_train"]
+__all__ = [
+    "EPOCH_METRICS",
+    "HPARAMS",
+    "STEP_METRICS",
+    "TrainConfig",
+    "TrainResult",
+    "TrainState",
+    "make_train",
+    "resolve_loop",
+]
+
+STEP_METRICS = ("step_loss", "step_objective")
+"""Per-step metrics of ``result.metrics``, each ``[epochs, steps_per_epoch]``: the data loss and
+the objective (loss plus penalties) of every optimizer step on its batch, measured before the
+update (torch's ``loss.item()``); padded rows of a partial last batch are excluded."""
+
+CONV_PRIMITIVES = frozenset({"conv_general_dilated"})
+"""Primitives that make ``loop="auto"`` choose ``"stepped"`` on CPU (see :func:`resolve_loop`)."""
 
 _KEY_NAMES = ("init", "shuffle", "dropout", "eval")
 
@@ -48,12 +80,66 @@ def _selected_epochs(epochs: int, every: int) -> np.ndarray:
     return np.array([e for e in range(epochs) if e % every == 0 or e == epochs - 1], np.int32)
 
 
+def _primitives(jaxpr: Any) -> set[str]:
+    """Names of every primitive in a (closed) jaxpr, sub-jaxprs of calls and control flow too."""
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    names = set()
+    for eqn in jaxpr.eqns:
+        names.add(eqn.primitive.name)
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, tuple | list) else (value,):
+                if isinstance(sub, jax.extend.core.ClosedJaxpr | jax.extend.core.Jaxpr):
+                    names |= _primitives(sub)
+    return names
+
+
+def resolve_loop(loop: str, platform: str, primitives: set[str] | frozenset[str]) -> str:
+    """The loop form the engine runs: ``loop`` itself unless it is ``"auto"``.
+
+    ``"auto"`` picks ``"stepped"`` (a Python loop over the compiled step) on CPU when the model
+    calls a convolution, and ``"scan"`` (the whole run as one compiled program) otherwise.
+    Measured on a 2-core Intel Xeon (jax 0.10.2, a shared and loaded machine, so absolute figures
+    are high): a 100-step epoch of a small CNN (conv3x3-32, max-pool, spatial dropout,
+    conv3x3-64, max-pool, dense 128, dropout, dense 10; AdamW; batch 64) took 292 s as a scan
+    and 29.6 s stepped (the issue's quieter figures: 9.27 s vs 1.48 s); XLA's CPU backend runs
+    the kernel-gradient convolution inside a loop body with another kernel (jax-ml/jax#12868).
+    For the seed MLPs the scan is as fast or faster (no per-step dispatch; see the engine's
+    benchmark). On GPU the convolutions are library calls in either form and the scan saves
+    the per-step launch overhead, so ``"auto"`` keeps the scan there.
+
+    Args:
+      loop: ``"auto"``, ``"scan"`` or ``"stepped"`` (:data:`jaxreg.lab.config.LOOPS`).
+      platform: the backend the data live on (``"cpu"``, ``"gpu"``, ``"tpu"``).
+      primitives: names of the primitives the model's forward pass uses.
+
+    Returns:
+      ``"scan"`` or ``"stepped"``.
+
+    Example:
+      >>> resolve_loop("auto", "cpu", {"dot_general", "conv_general_dilated"})
+      'stepped'
+      >>> resolve_loop("auto", "gpu", {"conv_general_dilated"})
+      'scan'
+    """
+    if loop != "auto":
+        return loop
+    if platform == "cpu" and CONV_PRIMITIVES & set(primitives):
+        return "stepped"
+    return "scan"
+
+
+def _fresh(tree: Any) -> Any:
+    """New buffers holding the same values: what a donating program may consume instead."""
+    return jax.tree.map(lambda a: jnp.copy(a) if isinstance(a, jax.Array) else a, tree)
+
+
 class Train:
     """The compiled training function returned by :func:`make_train` (see there).
 
-    Calling it runs a whole training as ONE jit-compiled computation. ``pure`` is the same function
-    un-jitted with the data as an explicit argument, for ``vmap``/``jit`` by
-    :mod:`jaxreg.lab.sweep`; ``step`` is one optimizer step on a given batch.
+    Calling it runs a whole training in the loop form :attr:`loop` (one compiled program, or a
+    Python loop over the compiled step). ``pure`` is the whole run un-jitted with the data as an
+    explicit argument, for ``vmap``/``jit`` by :mod:`jaxreg.lab.sweep`; being traced, it is
+    always the scan form. ``step`` is one optimizer step on a given batch.
     """
 
     def __init__(self, config: TrainConfig, data: Any, batch_mesh: Any = None):
@@ -83,9 +169,40 @@ class Train:
             replicated = jax.sharding.NamedSharding(batch_mesh, jax.sharding.PartitionSpec())
             self.data = jax.device_put(self.data, replicated)
         self._template_x = jnp.zeros((1, *np.shape(given["x_train"])[1:]), config.dtype)
-        self._jit_run = jax.jit(self.pure, donate_argnames=("init_state",))
+        self._loop: str | None = None
+        # The caller's init_state is never consumed unless asked (donate=True): two programs.
+        self._jit_run = jax.jit(self.pure)
+        self._jit_run_donated = jax.jit(self.pure, donate_argnames=("init_state",))
         self._jit_epoch = jax.jit(self._epoch_pure, donate_argnames=("state",))
         self._jit_init = jax.jit(self._init_pure)
+        self._jit_init_donated = jax.jit(self._init_pure, donate_argnames=("init_state",))
+        # The stepped form: epoch start (batch order), one step, epoch end (metrics, eval).
+        self._jit_order = jax.jit(self._order_pure)
+        self._jit_step = jax.jit(self._indexed_step_pure, donate_argnames=("state", "outs"))
+        self._jit_epoch_end = jax.jit(self._epoch_end_pure)
+        self._step_indices = None
+
+    @property
+    def loop(self) -> str:
+        """The loop form that runs: ``config.loop``, or what ``"auto"`` resolved to
+        (:func:`resolve_loop` from the model's primitives and the data's backend)."""
+        if self._loop is None:
+            platform = next(iter(self.data["x_train"].devices())).platform
+            primitives = set() if platform != "cpu" else self._model_primitives()
+            self._loop = resolve_loop(self.config.loop, platform, primitives)
+        return self._loop
+
+    def _model_primitives(self) -> set[str]:
+        if self.config.loop != "auto":
+            return set()
+        kwargs = {"deterministic": True} if "deterministic" in self._call_kwargs else {}
+
+        def forward(key):
+            return self.config.model.init(
+                {"params": key, "dropout": key}, self._template_x, **kwargs
+            )
+
+        return _primitives(jax.make_jaxpr(forward)(jax.random.key(0)))
 
     def normalize_hparams(self, hparams) -> dict[str, jax.Array]:
         """:func:`jaxreg.lab.config.normalize_hparams` for this run's config."""
@@ -149,28 +266,29 @@ class Train:
         )
         return TrainState(params, opt_state, state.step + 1, bad, state.epoch), (loss, obj, acc)
 
-    def _epoch_pure(self, data, state: TrainState, hparams, key, epoch):
-        """One epoch (a ``lax.scan`` of steps), then its metrics; ``epoch`` counts in this call."""
+    def _data_step(self, data, keys, state: TrainState, idx, row_mask, hparams):
+        """One step of an epoch on the rows ``idx`` of the training set: both loop forms."""
+        opt = objective.optimizer(self.config, hparams, state.params)
+        xb, yb = data["x_train"][idx], data["y_train"][idx]
+        return self._step_pure(opt, keys, state, xb, yb, row_mask, hparams)
+
+    def _epoch_end_pure(self, data, state: TrainState, outs, valid, hparams, key, epoch):
+        """An epoch's metrics from its per-step outputs; ``epoch`` counts in this call.
+
+        ``outs`` = (loss, objective, accuracy), each ``[steps]``. Shared by both loop forms, so
+        the stepped form's epoch metrics are the scan's arithmetic.
+        """
         cfg = self.config
         keys = self._keys(key)
         run_epoch = state.epoch
-        order, valid = self._batch_order(keys, run_epoch)
-        opt = objective.optimizer(cfg, hparams, state.params)
-
-        def body(state, batch):
-            idx, row_mask = batch
-            xb, yb = data["x_train"][idx], data["y_train"][idx]
-            state, (loss, obj, acc) = self._step_pure(opt, keys, state, xb, yb, row_mask, hparams)
-            count = jnp.sum(row_mask)
-            return state, (loss * count, obj * count, acc * count)
-
-        state, (loss_sum, obj_sum, acc_sum) = jax.lax.scan(body, state, (order, valid))
+        loss, obj, acc = outs
+        count = jnp.sum(valid, axis=1)
         state = state._replace(epoch=run_epoch + 1)
         seen = jnp.sum(valid)
         metrics = {
-            "train_loss": jnp.sum(loss_sum) / seen,
-            "train_objective": jnp.sum(obj_sum) / seen,
-            "train_acc": jnp.sum(acc_sum) / seen,
+            "train_loss": jnp.sum(loss * count) / seen,
+            "train_objective": jnp.sum(obj * count) / seen,
+            "train_acc": jnp.sum(acc * count) / seen,
             **objective.param_metrics(cfg, state.params),
         }
         eval_key = jax.random.fold_in(keys["eval"], run_epoch)
@@ -182,7 +300,42 @@ class Train:
         is_eval = jnp.isin(epoch, jnp.asarray(self.eval_epochs))
         evaluated = jax.lax.cond(is_eval, evaluate, lambda: nan)
         metrics.update(evaluated)
+        metrics["step_loss"], metrics["step_objective"] = loss, obj
         return state, metrics
+
+    def _epoch_pure(self, data, state: TrainState, hparams, key, epoch):
+        """One epoch (a ``lax.scan`` of steps), then its metrics; ``epoch`` counts in this call."""
+        keys = self._keys(key)
+        order, valid = self._batch_order(keys, state.epoch)
+
+        def body(state, batch):
+            idx, row_mask = batch
+            return self._data_step(data, keys, state, idx, row_mask, hparams)
+
+        state, outs = jax.lax.scan(body, state, (order, valid))
+        return self._epoch_end_pure(data, state, outs, valid, hparams, key, epoch)
+
+    # ----- the stepped form's compiled pieces -------------------------------------------------
+    def _order_pure(self, key, epoch):
+        order, valid = self._batch_order(self._keys(key), epoch)
+        dtype = self.config.dtype
+        outs = tuple(jnp.zeros(self.steps_per_epoch, dtype) for _ in range(3))
+        return order, valid, outs
+
+    def _indexed_step_pure(self, data, state, order, valid, i, outs, hparams, key):
+        """Step ``i`` of an epoch; its (loss, objective, accuracy) written into ``outs[.][i]``."""
+        state, values = self._data_step(data, self._keys(key), state, order[i], valid[i], hparams)
+        outs = tuple(o.at[i].set(v.astype(o.dtype)) for o, v in zip(outs, values, strict=True))
+        return state, outs
+
+    def _stepped_epoch(self, state, hp, key, epoch):
+        """One epoch as a Python loop over the compiled step (``state`` is consumed)."""
+        if self._step_indices is None:
+            self._step_indices = [jnp.int32(i) for i in range(self.steps_per_epoch)]
+        order, valid, outs = self._jit_order(key, state.epoch)
+        for i in self._step_indices:
+            state, outs = self._jit_step(self.data, state, order, valid, i, outs, hp, key)
+        return self._jit_epoch_end(self.data, state, outs, valid, hp, key, jnp.int32(epoch))
 
     def _shard_batch(self, *arrays):
         axis = self.batch_mesh.axis_names[0]
@@ -194,7 +347,8 @@ class Train:
 
         ``data`` is ``train.data`` (or the same dict placed on other devices). Not jitted: wrap it
         in ``jax.jit``/``jax.vmap`` (``jaxreg.lab.sweep`` does); ``hparams`` must already be
-        normalized (:meth:`normalize_hparams`).
+        normalized (:meth:`normalize_hparams`). Traced, it is the scan form whatever
+        :attr:`loop` says: under ``jit``/``vmap`` there is no Python loop to step.
         """
         state = self._init_pure(key, hparams, init_state)
         n_snap = len(self.snapshot_epochs)
@@ -225,8 +379,8 @@ class Train:
         )
 
     # ----- public entry points ----------------------------------------------------------------
-    def __call__(self, key, hparams=None, init_state=None) -> TrainResult:
-        """Trains ``config.epochs`` epochs as one compiled computation.
+    def __call__(self, key, hparams=None, init_state=None, *, donate: bool = False) -> TrainResult:
+        """Trains ``config.epochs`` epochs in the loop form :attr:`loop`.
 
         Args:
           key: PRNG key (new-style ``jax.random.key`` or raw ``PRNGKey``): it seeds the
@@ -235,17 +389,59 @@ class Train:
           init_state: None (fresh init from ``key``), a params pytree (a fresh run from those
             weights, fresh optimizer state), or a :class:`TrainState`/:class:`TrainResult` to
             continue: its step and epoch counters carry on, so the continuation draws the
-            shuffles and masks that follow, never those already used. Its buffers are DONATED.
+            shuffles and masks that follow, never those already used.
+          donate: let the run consume ``init_state``'s buffers (saves one copy of the
+            parameters and optimizer state; the caller's arrays are deleted). Default False:
+            ``init_state`` stays usable.
 
         Returns:
-          A :class:`TrainResult`.
+          A :class:`TrainResult`; ``metrics`` has the per-epoch metrics and :data:`STEP_METRICS`.
         """
-        return self._jit_run(self.data, key, self.normalize_hparams(hparams), as_state(init_state))
+        hp = self.normalize_hparams(hparams)
+        if self.loop == "stepped":
+            return self._run_stepped(key, hp, init_state, donate=donate)
+        run = self._jit_run_donated if donate else self._jit_run
+        return run(self.data, key, hp, as_state(init_state))
 
-    def fit(self, key, hparams=None, init_state=None, *, on_epoch=None, progress=None):
-        """Same run as calling ``train``, one jitted epoch at a time (for progress and callbacks).
+    def _start(self, key, hp, init_state, donate: bool) -> TrainState:
+        if donate:
+            return self._jit_init_donated(key, hp, as_state(init_state))
+        state = self._jit_init(key, hp, as_state(init_state))
+        # jit may hand an unchanged input back as the same array: copy what the caller still
+        # owns before the donating step consumes it.
+        return state if init_state is None else _fresh(state)
 
-        The epoch function is compiled once: ``epoch`` is a traced argument, state is donated.
+    def _run_stepped(self, key, hp, init_state, *, donate, on_epoch=None, progress=None):
+        state = self._start(key, hp, init_state, donate)
+        return self._epochs(state, hp, key, self._stepped_epoch, on_epoch, progress)
+
+    def _epochs(self, state, hp, key, run_epoch, on_epoch, progress) -> TrainResult:
+        history, snaps = [], []
+        snap_set = set(self.snapshot_epochs.tolist())
+        for epoch in range(self.config.epochs):
+            state, metrics = run_epoch(state, hp, key, epoch)
+            if epoch in snap_set:
+                snaps.append(_fresh(state.params))
+            if on_epoch is not None:
+                host = jax.device_get(metrics)
+                on_epoch(epoch, {k: float(np.mean(v)) for k, v in host.items() if np.ndim(v) == 0})
+            if progress is not None:
+                progress.update(1)
+            history.append(metrics)
+        stacked = {k: jnp.stack([h[k] for h in history]) for k in history[0]}
+        stacked["diverged_step"] = state.diverged_step
+        snapshots = jax.tree.map(lambda *s: jnp.stack(s), *snaps) if snaps else None
+        return TrainResult(
+            state.params, state.opt_state, stacked, snapshots, state.step, state.epoch
+        )
+
+    def fit(
+        self, key, hparams=None, init_state=None, *, on_epoch=None, progress=None, donate=False
+    ):
+        """Same run as calling ``train``, one epoch at a time (for progress and callbacks).
+
+        In the ``"stepped"`` form this is exactly ``train(...)`` with callbacks. In the
+        ``"scan"`` form one epoch is one compiled call (compiled once: ``epoch`` is traced).
 
         Args:
           key: PRNG key, as for ``__call__``.
@@ -253,33 +449,24 @@ class Train:
           init_state: as for ``__call__``.
           on_epoch: optional ``on_epoch(epoch, {metric: float})`` called after every epoch.
           progress: optional tqdm-like object; ``update(1)`` per epoch.
+          donate: as for ``__call__``.
 
         Returns:
-          A :class:`TrainResult` equal to ``train(key, hparams, init_state)`` up to float
-          reassociation.
+          A :class:`TrainResult` equal to ``train(key, hparams, init_state)`` (bit for bit in
+          the stepped form; up to float reassociation in the scan form, where XLA compiles an
+          epoch program and a run program apart).
         """
         hp = self.normalize_hparams(hparams)
-        state = self._jit_init(key, hp, as_state(init_state))
-        history, snaps = [], []
-        snap_set = set(self.snapshot_epochs.tolist())
-        for epoch in range(self.config.epochs):
-            state, metrics = self._jit_epoch(self.data, state, hp, key, jnp.int32(epoch))
-            metrics = jax.device_get(metrics)
-            history.append(metrics)
-            if epoch in snap_set:
-                snaps.append(jax.tree.map(jnp.copy, state.params))
-            if on_epoch is not None:
-                on_epoch(
-                    epoch, {k: float(np.mean(v)) for k, v in metrics.items() if np.ndim(v) == 0}
-                )
-            if progress is not None:
-                progress.update(1)
-        stacked = {k: jnp.stack([h[k] for h in history]) for k in history[0]}
-        stacked["diverged_step"] = state.diverged_step
-        snapshots = jax.tree.map(lambda *s: jnp.stack(s), *snaps) if snaps else None
-        return TrainResult(
-            state.params, state.opt_state, stacked, snapshots, state.step, state.epoch
-        )
+        if self.loop == "stepped":
+            return self._run_stepped(
+                key, hp, init_state, donate=donate, on_epoch=on_epoch, progress=progress
+            )
+        state = self._start(key, hp, init_state, donate)
+
+        def scan_epoch(state, hp, key, epoch):
+            return self._jit_epoch(self.data, state, hp, key, jnp.int32(epoch))
+
+        return self._epochs(state, hp, key, scan_epoch, on_epoch, progress)
 
     def step(self, state: TrainState, batch, key, hparams=None):
         """One optimizer step on one batch: the body of the epoch scan, jit-able and scannable.
@@ -345,8 +532,14 @@ class Train:
         return self._jit_init(key, self.normalize_hparams(hparams), None)
 
     def compile_count(self) -> int:
-        """How many times the whole-run function has been compiled (tests assert it stays 1)."""
-        return self._jit_run._cache_size()
+        """How many times the training program of :attr:`loop` has been compiled (tests assert
+        it stays 1): the whole run (with and without donation) in the scan form, the most
+        compiled of the step, epoch start and epoch end in the stepped form."""
+        if self.loop == "stepped":
+            return max(
+                f._cache_size() for f in (self._jit_step, self._jit_order, self._jit_epoch_end)
+            )
+        return self._jit_run._cache_size() + self._jit_run_donated._cache_size()
 
 
 def make_train(config: TrainConfig, data: Any, *, batch_mesh: Any = None) -> Train:
@@ -368,8 +561,9 @@ def make_train(config: TrainConfig, data: Any, *, batch_mesh: Any = None) -> Tra
         (:mod:`jaxreg.lab.sweep`).
 
     Returns:
-      A :class:`Train`: ``train(key, hparams=None, init_state=None) -> TrainResult`` (one jit,
-      donated ``init_state``), ``train.fit(...)`` (one jitted epoch at a time, same result),
+      A :class:`Train`: ``train(key, hparams=None, init_state=None, donate=False) ->
+      TrainResult`` (in the loop form ``train.loop``; ``init_state`` is left usable unless
+      ``donate=True``), ``train.fit(...)`` (epoch by epoch with callbacks, same result),
       ``train.pure(data, key, hparams, init_state)`` (un-jitted, for ``vmap``),
       ``train.step(state, batch, key, hparams)`` (one optimizer step), ``train.batch_order``,
       ``train.normalize_hparams``, ``train.init``, ``train.data``, ``train.compile_count()``.
