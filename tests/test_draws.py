@@ -453,3 +453,15 @@ def test_bare_masks_still_replay():
         y = F.dropout(torch.ones(2, 2), 0.5, True)
     replay.finish_step()
     assert y.tolist() == [[2.0, 0.0], [0.0, 2.0]]
+
+
+def test_a_broadcast_draw_replays_once_per_group_only_if_shared():
+    # jaxreg's Dropout(broadcast_dims=(1,)) draws one value per (example, feature); a torch twin
+    # may draw it on an (N, 1, F) tensor. The same call against an unshared draw is refused.
+    x = jnp.ones((4, 6, 5))
+    shared = capture_draws(jnn.Dropout(0.4, broadcast_dims=(1,)).apply, {}, x, False, rngs=KEY)
+    out = _replayed(shared, lambda t: F.dropout(t[:, :1, :], 0.4, True), np.ones((4, 6, 5)))
+    np.testing.assert_array_equal(out != 0, np.asarray(shared[0].value)[:, :1, :])
+    unshared = capture_draws(jnn.Dropout(0.4).apply, {}, x, False, rngs=KEY)
+    with pytest.raises(UnsharedDrawError, match=r"shape \(4, 1, 5\).*shape \(4, 6, 5\)"):
+        _replayed(unshared, lambda t: F.dropout(t[:, :1, :], 0.4, True), np.ones((4, 6, 5)))

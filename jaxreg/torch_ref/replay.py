@@ -140,7 +140,11 @@ class DrawReplay:
         if self._legacy[i]:
             is_mask = np.asarray(d.value).dtype == np.bool_
             return (is_mask and set(kinds) & MASK_KINDS) and _legacy_fits(d.value, shape)
-        return d.kind in kinds and tuple(d.shape) == tuple(shape)
+        if d.kind not in kinds:
+            return False
+        if tuple(d.shape) == tuple(shape):
+            return True
+        return d.kind in _SHARED_KINDS and _shared_fits(d.value, shape)
 
     def draw(
         self, op: str, kinds: Sequence[str], shape: Sequence[int], *, optional: bool = False
@@ -191,7 +195,7 @@ class DrawReplay:
         d = self._draws[i]
         self._next += 1
         self.calls += 1
-        if self._legacy[i]:
+        if self._legacy[i] or tuple(d.shape) != shape:
             value = _legacy_cut(d.value, shape)
             d = d._replace(value=value, shape=value.shape)
         return d
@@ -256,6 +260,25 @@ class DrawReplay:
 
 # The older name: a DrawReplay handed bare masks behaves as MaskReplay did.
 MaskReplay = DrawReplay
+
+
+# Kinds whose mask a torch twin may draw once per broadcast group (``F.dropout`` on an
+# ``(N, 1, F)`` tensor for jaxreg's ``Dropout(broadcast_dims=(1,))``).
+_SHARED_KINDS = frozenset({"dropout", "vanilla_dropout"})
+
+
+def _shared_fits(mask: Any, shape: tuple) -> bool:
+    """A call of size 1 on axes where the draw is larger replays it only if the draw is
+    constant along them (a mask shared over that axis): index 0 then holds every value."""
+    mask = np.asarray(mask)
+    if mask.ndim != len(shape):
+        return False
+    for axis, (m, s) in enumerate(zip(mask.shape, shape, strict=True)):
+        if m == s:
+            continue
+        if s != 1 or not np.all(mask == np.take(mask, [0], axis=axis)):
+            return False
+    return True
 
 
 def _legacy_fits(mask: Any, shape: tuple) -> bool:
