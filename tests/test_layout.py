@@ -100,3 +100,15 @@ def test_public_module_is_a_facade_never_shadowed(name):
     tree = ast.parse(source)
     defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
     assert defined <= {"_CallableModule"}, (name, defined)
+
+
+def test_no_private_name_imported_across_modules():
+    # Private helpers shared by several implementation modules live in jaxreg/_src/_toolkit.py.
+    offenders = []
+    for path in _library_modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jaxreg"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                if private and node.module != "jaxreg._src._toolkit":
+                    offenders.append((str(path.relative_to(LIBRARY)), node.module, private))
+    assert not offenders, offenders

@@ -9,15 +9,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxreg._src.masks import Mask
-from jaxreg._src.optim_common import (
-    _check_flags,
-    _check_torch,
-    _concrete_float,
-    _decay_flags,
-    _is_concrete,
+from jaxreg._src._toolkit import (
+    ScalarOrSchedule,
+    cast_like,
+    check_optim_flags,
+    check_torch,
+    concrete_float,
+    decay_flags,
+    hparam_value,
+    is_concrete,
+    require_params,
 )
-from jaxreg._src.transforms import ScalarOrSchedule, _cast_like, _hparam_value, _require_params
+from jaxreg._src.masks import Mask
 
 __all__ = ["TorchAdamState", "torch_adam", "torch_adamw"]
 
@@ -47,7 +50,7 @@ def _log(beta: Any) -> Any:
     # of b**t (a relative error of ~1e-7 in the first steps' step size);
     # -expm1(t * log(b)), with log(b) taken in float64 when b is concrete, keeps the
     # bias corrections within an ulp of torch's and Adam's trajectory within ~1e-7.
-    if _is_concrete(beta):
+    if is_concrete(beta):
         with np.errstate(divide="ignore"):
             return np.log(np.float64(beta))
     return jnp.log(beta)
@@ -65,18 +68,18 @@ def _torch_adam(
     maximize: bool,
     switches: dict[str, Any],
 ) -> optax.GradientTransformation:
-    _check_torch(lr, "lr", owner, "Invalid learning rate")
-    _check_torch(eps, "eps", owner, "Invalid epsilon value")
-    _check_torch(weight_decay, "weight_decay", owner, "Invalid weight_decay value")
+    check_torch(lr, "lr", owner, "Invalid learning rate")
+    check_torch(eps, "eps", owner, "Invalid epsilon value")
+    check_torch(weight_decay, "weight_decay", owner, "Invalid weight_decay value")
     flags = {"amsgrad": amsgrad, "maximize": maximize, "decoupled_weight_decay": decoupled}
     flags.update(capturable=switches["capturable"], differentiable=switches["differentiable"])
-    _check_flags(owner, flags, switches)
+    check_optim_flags(owner, flags, switches)
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise ValueError(f"{owner}: betas must be a pair (beta1, beta2), got {betas!r}")
     beta1, beta2 = betas
     for index, beta in enumerate(betas):
-        value = _concrete_float(beta)
-        if _is_concrete(beta) and (value is None or not 0.0 <= value < 1.0):
+        value = concrete_float(beta)
+        if is_concrete(beta) and (value is None or not 0.0 <= value < 1.0):
             raise ValueError(
                 f"{owner}: betas[{index}] must be in [0, 1), got {beta!r} (torch: 'Invalid "
                 f"beta parameter at index {index}: {beta}')"
@@ -94,11 +97,11 @@ def _torch_adam(
         grads: Any, state: TorchAdamState, params: Any = None
     ) -> tuple[Any, TorchAdamState]:
         count = state.count
-        step_lr = _hparam_value(lr, count)
-        wd = _hparam_value(weight_decay, count)
-        if _concrete_float(weight_decay) != 0.0:
-            _require_params(params, owner)
-        decay_flags = _decay_flags(mask, grads if params is None else params, weight_decay)
+        step_lr = hparam_value(lr, count)
+        wd = hparam_value(weight_decay, count)
+        if concrete_float(weight_decay) != 0.0:
+            require_params(params, owner)
+        decays = decay_flags(mask, grads if params is None else params, weight_decay)
         step = optax.safe_int32_increment(count)
         log_beta1, log_beta2 = _log(beta1), _log(beta2)
 
@@ -107,23 +110,23 @@ def _torch_adam(
             if maximize:
                 g = -g
             if decay and not decoupled:
-                g = g + _cast_like(wd, g) * p
-            m = _lerp(m, g, _cast_like(1 - beta1, g))
-            v = v * _cast_like(beta2, g) + _cast_like(1 - beta2, g) * g * g
+                g = g + cast_like(wd, g) * p
+            m = _lerp(m, g, cast_like(1 - beta1, g))
+            v = v * cast_like(beta2, g) + cast_like(1 - beta2, g) * g * g
             t = step.astype(dtype)
-            bias_correction1 = -jnp.expm1(t * _cast_like(log_beta1, g))
-            bias_correction2 = -jnp.expm1(t * _cast_like(log_beta2, g))
-            step_size = _cast_like(step_lr, g) / bias_correction1
+            bias_correction1 = -jnp.expm1(t * cast_like(log_beta1, g))
+            bias_correction2 = -jnp.expm1(t * cast_like(log_beta2, g))
+            step_size = cast_like(step_lr, g) / bias_correction1
             if amsgrad:
                 # torch keeps the running maximum of exp_avg_sq and normalizes by it
                 v_max = jnp.maximum(v_max, v)
             second = v_max if amsgrad else v
-            denom = jnp.sqrt(second) / jnp.sqrt(bias_correction2) + _cast_like(eps, g)
+            denom = jnp.sqrt(second) / jnp.sqrt(bias_correction2) + cast_like(eps, g)
             adam_step = -step_size * m / denom
             if decay and decoupled:
                 # torch: p.mul_(1 - lr * wd) then p.addcdiv_(...). Written as
                 # (p * c + step) - p so that p + update reproduces torch's rounding.
-                shrink = _cast_like(1 - step_lr * wd, g)
+                shrink = cast_like(1 - step_lr * wd, g)
                 return (p * shrink + adam_step) - p, m, v, v_max
             return adam_step, m, v, v_max
 
@@ -139,7 +142,7 @@ def _torch_adam(
                 treedef.flatten_up_to(state.exp_avg),
                 treedef.flatten_up_to(state.exp_avg_sq),
                 treedef.flatten_up_to(state.max_exp_avg_sq) if amsgrad else absent,
-                treedef.flatten_up_to(decay_flags),
+                treedef.flatten_up_to(decays),
                 strict=True,
             )
         ]

@@ -8,24 +8,21 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxreg._src.dropout import (
-    _as_float,
-    _check_floating,
-    _check_probability,
-    _keep_mask,
-    _keep_probability,
-    _require_key,
+from jaxreg._src import keep_masks
+from jaxreg._src._toolkit import (
+    as_float,
+    check_floating,
+    check_probability,
+    feature_shape,
+    keep_probability,
+    nan_unless,
+    require_key,
 )
-from jaxreg._src.spatial import _feature_shape
 
 __all__ = ["alpha_dropout", "alpha_dropout_with_mask", "feature_alpha_dropout"]
 
 # SELU's negative saturation is -lambda * alpha; ATen hard-codes lambda * alpha as this double.
 _SELU_ALPHA = 1.7580993408473766
-
-
-def _nan_unless(valid: jax.Array, value: jax.Array) -> jax.Array:
-    return jnp.where(valid, value, jnp.full_like(value, jnp.nan))
 
 
 def _alpha_constants(rate: Any, concrete: float | None, dtype: Any):
@@ -35,7 +32,7 @@ def _alpha_constants(rate: Any, concrete: float | None, dtype: Any):
         p = concrete
         a = 1.0 / math.sqrt((_SELU_ALPHA * _SELU_ALPHA * p + 1) * (1 - p)) if p < 1 else 0.0
         return tuple(jnp.asarray(c, dtype) for c in (a, _SELU_ALPHA * a, _SELU_ALPHA * a * p))
-    p = _as_float(rate)
+    p = as_float(rate)
     # rate == 1 divides by zero; the value is masked out by the caller, and the safe rate keeps
     # the gradient free of NaN.
     safe = jnp.where(p < 1, p, jnp.zeros_like(p))
@@ -85,9 +82,9 @@ def alpha_dropout_with_mask(x: jax.Array, keep_mask: jax.Array, rate: Any) -> ja
         >>> [round(v, 4) for v in y.tolist()]
         [0.7792, -0.7792, 0.7792]
     """
-    concrete = _check_probability(rate, "rate")
+    concrete = check_probability(rate, "rate")
     x = jnp.asarray(x)
-    _check_floating(x)
+    check_floating(x)
     keep_mask = jnp.asarray(keep_mask)
     try:
         fits = jnp.broadcast_shapes(keep_mask.shape, x.shape) == x.shape
@@ -107,21 +104,21 @@ def alpha_dropout_with_mask(x: jax.Array, keep_mask: jax.Array, rate: Any) -> ja
     b = (noise - 1) * alpha_a + alpha_a_p
     y = x * (noise * a) + b
     if concrete is None:
-        p = _as_float(rate)
+        p = as_float(rate)
         y = jnp.where(p < 1, y, x * jnp.zeros((), x.dtype))
-        y = _nan_unless((p >= 0) & (p <= 1), y)
+        y = nan_unless((p >= 0) & (p <= 1), y)
     return y
 
 
 def _alpha(x, rate, key, deterministic, fn: str, feature: bool) -> jax.Array:
-    concrete = _check_probability(rate, "rate")
+    concrete = check_probability(rate, "rate")
     x = jnp.asarray(x)
-    shape = _feature_shape(x.shape, fn) if feature else x.shape
+    shape = feature_shape(x.shape, fn) if feature else x.shape
     if deterministic or concrete == 0.0:
         return x
-    _require_key(key, fn)
-    _check_floating(x)
-    keep = _keep_mask(key, _keep_probability(rate, concrete), shape, ())
+    require_key(key, fn)
+    check_floating(x)
+    keep = keep_masks.keep_mask(key, keep_probability(rate, concrete), shape, ())
     return alpha_dropout_with_mask(x, keep, rate)
 
 

@@ -8,20 +8,21 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxreg._src.masks import Mask
-from jaxreg._src.penalties import _check_axis, _unit_axes
-from jaxreg._src.transforms import (
+from jaxreg._src._toolkit import (
     ScalarOrSchedule,
-    _cast_like,
-    _check_nonnegative,
-    _count,
-    _hparam_value,
-    _init_state,
-    _masked_map,
-    _next_state,
-    _require_params,
-    _uses_schedule,
+    cast_like,
+    check_axis,
+    check_nonnegative,
+    hparam_value,
+    init_state,
+    masked_map,
+    next_state,
+    require_params,
+    schedule_count,
+    unit_axes,
+    uses_schedule,
 )
+from jaxreg._src.masks import Mask
 
 __all__ = ["max_norm"]
 
@@ -83,22 +84,22 @@ def max_norm(
       [[0.6, 0.3], [0.8, 0.4]]
     """
     owner = "max_norm"
-    _check_nonnegative(max_value, "max_value", owner)
-    axes = _check_axis(axis, owner)
+    check_nonnegative(max_value, "max_value", owner)
+    axes = check_axis(axis, owner)
 
     def update_fn(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
-        _require_params(params, owner)
-        bound = _hparam_value(max_value, _count(state))
+        require_params(params, owner)
+        bound = hparam_value(max_value, schedule_count(state))
 
         def constrain(u: jax.Array, w: jax.Array) -> jax.Array:
             z = w + u
-            norms = jnp.sqrt(jnp.sum(z * z, axis=_unit_axes(axes, z.shape, owner), keepdims=True))
-            m = _cast_like(bound, z)
+            norms = jnp.sqrt(jnp.sum(z * z, axis=unit_axes(axes, z.shape, owner), keepdims=True))
+            m = cast_like(bound, z)
             factor = m / (norms + jnp.asarray(_RENORM_EPS, z.dtype))
             # Units inside the bound keep the step's update itself: w + ((w + u) - w) is
             # not always w + u in floating point.
             return jnp.where(norms > m, z * factor - w, u)
 
-        return _masked_map(constrain, updates, params, mask), _next_state(state)
+        return masked_map(constrain, updates, params, mask), next_state(state)
 
-    return optax.GradientTransformation(_init_state(_uses_schedule(max_value)), update_fn)
+    return optax.GradientTransformation(init_state(uses_schedule(max_value)), update_fn)

@@ -10,8 +10,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxreg._src.keep_masks import _as_float, check_generator
-from jaxreg._src.keep_masks import keep_mask as _keep_mask
+from jaxreg._src import keep_masks
+from jaxreg._src._toolkit import (
+    as_float,
+    check_floating,
+    check_probability,
+    keep_probability,
+    require_key,
+)
+from jaxreg._src.keep_masks import check_generator
 
 __all__ = [
     "dropout",
@@ -24,58 +31,9 @@ __all__ = [
 _FORMULAS = ("torch", "d2l")
 
 
-def _concrete_float(value: Any) -> float | None:
-    """The Python float of a scalar known at trace time, or None for a traced one."""
-    if isinstance(value, jax.core.Tracer):
-        return None
-    try:
-        return float(value)
-    except (TypeError, jax.errors.ConcretizationTypeError):
-        return None
-
-
-def _check_probability(value: Any, name: str) -> float | None:
-    """Validates a probability argument; returns its concrete value or None when traced."""
-    if np.ndim(value) != 0:
-        raise ValueError(
-            f"{name} must be a scalar probability in [0, 1], got an array of shape "
-            f"{np.shape(value)}; to sweep several values use jax.vmap over a scalar {name}."
-        )
-    concrete = _concrete_float(value)
-    if concrete is not None and not 0.0 <= concrete <= 1.0:
-        # `not 0 <= v <= 1` is also True for NaN, which must not pass silently.
-        raise ValueError(f"{name} must be in [0, 1], got {concrete!r}.")
-    return concrete
-
-
-def _check_floating(x: jax.Array, name: str = "x") -> None:
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(
-            f"{name} must be a floating-point array, got dtype {x.dtype}; "
-            f"dropout scales by 1 / keep_prob, which integers cannot hold."
-        )
-
-
-def _keep_probability(rate: Any, concrete: float | None) -> Any:
-    # PyTorch computes `1 - p` in double precision and only then casts to the input dtype;
-    # doing the subtraction in Python double for a concrete rate keeps that rounding.
-    if concrete is not None:
-        return 1.0 - concrete
-    return 1 - _as_float(rate)
-
-
 def _compute_dtype(dtype: Any) -> Any:
     # PyTorch's CPU kernel divides half and bfloat16 in float32 and rounds once at the end.
     return jnp.promote_types(dtype, jnp.float32)
-
-
-def _require_key(key: Any, fn: str) -> None:
-    if key is None:
-        raise ValueError(
-            f"{fn}: key is None in training mode (deterministic=False). Pass "
-            f"key=jax.random.key(...) (split a fresh one per step), or deterministic=True "
-            f"for evaluation."
-        )
 
 
 def dropout_mask(
@@ -122,9 +80,9 @@ def dropout_mask(
         735
     """
     check_generator(generator)
-    concrete = _check_probability(rate, "rate")
-    keep = _keep_probability(rate, concrete)
-    return _keep_mask(key, keep, shape, broadcast_dims, generator=generator)
+    concrete = check_probability(rate, "rate")
+    keep = keep_probability(rate, concrete)
+    return keep_masks.keep_mask(key, keep, shape, broadcast_dims, generator=generator)
 
 
 def dropout_with_mask(
@@ -187,12 +145,12 @@ def dropout_with_mask(
             f"keep_prob={keep_prob!r}."
         )
     if keep_prob is not None:
-        concrete_keep = _check_probability(keep_prob, "keep_prob")
-        keep = concrete_keep if concrete_keep is not None else _as_float(keep_prob)
+        concrete_keep = check_probability(keep_prob, "keep_prob")
+        keep = concrete_keep if concrete_keep is not None else as_float(keep_prob)
     else:
-        keep = _keep_probability(rate, _check_probability(rate, "rate"))
+        keep = keep_probability(rate, check_probability(rate, "rate"))
     x = jnp.asarray(x)
-    _check_floating(x)
+    check_floating(x)
     keep_mask = jnp.asarray(keep_mask)
     if keep_mask.dtype != jnp.bool_:
         raise ValueError(
@@ -285,14 +243,14 @@ def dropout(
         True
     """
     check_generator(generator)
-    concrete = _check_probability(rate, "rate")
+    concrete = check_probability(rate, "rate")
     if deterministic or concrete == 0.0:
         return x
-    _require_key(key, "dropout")
+    require_key(key, "dropout")
     x = jnp.asarray(x)
-    _check_floating(x)
-    keep = _keep_probability(rate, concrete)
-    keep_mask = _keep_mask(key, keep, x.shape, broadcast_dims, generator=generator)
+    check_floating(x)
+    keep = keep_probability(rate, concrete)
+    keep_mask = keep_masks.keep_mask(key, keep, x.shape, broadcast_dims, generator=generator)
     return dropout_with_mask(x, keep_mask, rate)
 
 
@@ -333,14 +291,14 @@ def vanilla_dropout(
         >>> vanilla_dropout(jnp.array([2.0, 4.0]), 0.5, deterministic=True)
         Array([1., 2.], dtype=float32)
     """
-    concrete = _check_probability(keep_prob, "keep_prob")
+    concrete = check_probability(keep_prob, "keep_prob")
     x = jnp.asarray(x)
-    _check_floating(x)
+    check_floating(x)
     if deterministic:
         factor = jnp.asarray(keep_prob, x.dtype)
     else:
-        _require_key(key, "vanilla_dropout")
-        factor = _keep_mask(key, keep_prob, x.shape, broadcast_dims).astype(x.dtype)
+        require_key(key, "vanilla_dropout")
+        factor = keep_masks.keep_mask(key, keep_prob, x.shape, broadcast_dims).astype(x.dtype)
     if concrete is None:
         factor = _nan_if_invalid(jnp.asarray(keep_prob), factor)
     return x * factor

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend.random import threefry_2x32
 
+from jaxreg._src._toolkit import as_float
+
 __all__ = ["GENERATORS", "check_generator", "keep_mask"]
 
 GENERATORS = ("bernoulli", "bits16")
@@ -27,13 +29,6 @@ def check_generator(generator: Any) -> str:
     if not isinstance(generator, str) or generator not in GENERATORS:
         raise ValueError(f"generator must be one of {GENERATORS}, got {generator!r}.")
     return generator
-
-
-def _as_float(value: Any) -> jax.Array:
-    value = jnp.asarray(value)
-    if jnp.issubdtype(value.dtype, jnp.floating):
-        return value
-    return value.astype(jnp.result_type(float))
 
 
 def _normalize_dims(broadcast_dims: Sequence[int], ndim: int) -> tuple[int, ...]:
@@ -55,7 +50,7 @@ def _threshold16(keep_prob: Any) -> Any:
         return round(keep_prob * _LEVELS)
     # keep_prob * 2**16 is exact in any float dtype; clipping makes a traced probability
     # outside [0, 1] keep all or nothing instead of wrapping around in the integer cast.
-    scaled = jnp.clip(jnp.round(_as_float(keep_prob) * _LEVELS), 0, _LEVELS)
+    scaled = jnp.clip(jnp.round(as_float(keep_prob) * _LEVELS), 0, _LEVELS)
     return scaled.astype(jnp.uint32)
 
 
@@ -109,7 +104,7 @@ def keep_mask(
     # A size-1 axis in the drawn mask means one draw shared along that axis: all-or-nothing.
     draw_shape = tuple(1 if i in dims else s for i, s in enumerate(shape))
     if not isinstance(keep_prob, float):
-        keep_prob = _as_float(keep_prob)
+        keep_prob = as_float(keep_prob)
     if generator == "bits16":
         values = _uniform16(key, int(np.prod(draw_shape)))
         mask = (values < _threshold16(keep_prob)).reshape(draw_shape)

@@ -8,7 +8,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from jaxreg._src.dropout import _check_probability, dropout, vanilla_dropout
+from jaxreg._src._toolkit import check_probability, linen_key
+from jaxreg._src.dropout import dropout, vanilla_dropout
 from jaxreg._src.keep_masks import check_generator
 from jaxreg._src.nn_noise import (
     AlphaDropout,
@@ -21,7 +22,6 @@ from jaxreg._src.nn_noise import (
     GaussianDropout,
     GaussianNoise,
     SpatialDropout,
-    _rng_key,
 )
 
 __all__ = [
@@ -108,12 +108,12 @@ class Dropout(nn.Module):
         check_generator(self.generator)
         deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
         rate = self.rate if rate is None else rate
-        concrete = _check_probability(rate, "rate")
+        concrete = check_probability(rate, "rate")
         # Like flax.linen.Dropout, draw no key when none is needed, so adding an inactive
         # layer does not shift the keys of the layers after it.
         if deterministic or concrete == 0.0:
             return inputs
-        key = _rng_key(self, self.rng_collection, rng)
+        key = linen_key(self, self.rng_collection, rng)
         return dropout(
             inputs, rate, key=key, broadcast_dims=self.broadcast_dims, generator=self.generator
         )
@@ -167,8 +167,8 @@ class VanillaDropout(nn.Module):
         """
         deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
         keep_prob = self.keep_prob if keep_prob is None else keep_prob
-        _check_probability(keep_prob, "keep_prob")
+        check_probability(keep_prob, "keep_prob")
         if deterministic:
             return vanilla_dropout(inputs, keep_prob, deterministic=True)
-        key = _rng_key(self, self.rng_collection, rng)
+        key = linen_key(self, self.rng_collection, rng)
         return vanilla_dropout(inputs, keep_prob, key=key, broadcast_dims=self.broadcast_dims)

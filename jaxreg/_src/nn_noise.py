@@ -16,8 +16,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 
+from jaxreg._src._toolkit import concrete_float, linen_key
 from jaxreg._src.alpha import alpha_dropout, feature_alpha_dropout
-from jaxreg._src.dropout import _concrete_float
 from jaxreg._src.noise import drop_connect, drop_path, gaussian_dropout, gaussian_noise
 from jaxreg._src.spatial import dropout1d, dropout2d, dropout3d, spatial_dropout
 
@@ -35,27 +35,13 @@ __all__ = [
 ]
 
 
-def _rng_key(module: nn.Module, collection: str, rng: Any) -> Any:
-    if rng is not None:
-        return rng
-    # Flax's make_rng falls back to the "params" stream (e.g. `init(key, ...)`); only when
-    # neither stream exists is there no key to draw.
-    if not (module.has_rng(collection) or module.has_rng("params")):
-        raise ValueError(
-            f"{type(module).__name__} in training mode (deterministic=False) needs a PRNG key in "
-            f"the {collection!r} collection: pass rngs={{{collection!r}: key}} to apply/init, "
-            f"rng=key at call time, or deterministic=True for evaluation."
-        )
-    return module.make_rng(collection)
-
-
 def _noisy(module: nn.Module, fn: Callable, x: Any, deterministic, rng, value) -> Any:
     """Applies ``fn(x, value, key=...)`` in the module's mode, drawing a key only when needed."""
     deterministic = nn.merge_param("deterministic", module.deterministic, deterministic)
-    if deterministic or _concrete_float(value) == 0.0:
+    if deterministic or concrete_float(value) == 0.0:
         # Still called, so a concrete bad value raises in evaluation mode too.
         return fn(x, value, deterministic=True)
-    return fn(x, value, key=_rng_key(module, module.rng_collection, rng))
+    return fn(x, value, key=linen_key(module, module.rng_collection, rng))
 
 
 class _RateLayer(nn.Module):

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxreg._src.init import kaiming_uniform, torch_bias_init
-from jaxreg._src.nnx_dropout import Dropout, Hyperparameter, VanillaDropout
-from jaxreg._src.nnx_noise import (
+from jaxreg._src.nnx_layers import (
     AlphaDropout,
+    Dropout,
     Dropout1d,
     Dropout2d,
     Dropout3d,
@@ -19,7 +19,9 @@ from jaxreg._src.nnx_noise import (
     FeatureAlphaDropout,
     GaussianDropout,
     GaussianNoise,
+    Hyperparameter,
     SpatialDropout,
+    VanillaDropout,
 )
 
 __all__ = [

@@ -8,17 +8,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxreg._src.dropout import (
-    _as_float,
-    _check_floating,
-    _check_probability,
-    _concrete_float,
-    _keep_mask,
-    _keep_probability,
-    _require_key,
-    dropout,
-    dropout_with_mask,
+from jaxreg._src import keep_masks
+from jaxreg._src._toolkit import (
+    as_float,
+    check_floating,
+    check_probability,
+    check_scalar,
+    keep_probability,
+    nan_unless,
+    require_key,
 )
+from jaxreg._src.dropout import dropout, dropout_with_mask
 
 __all__ = [
     "drop_connect",
@@ -27,20 +27,6 @@ __all__ = [
     "gaussian_dropout",
     "gaussian_noise",
 ]
-
-
-def _check_scalar(value: Any, name: str, allowed: str, ok) -> float | None:
-    """A concrete scalar is checked with ``ok`` (False for NaN too); a traced one passes."""
-    if jnp.ndim(value) != 0:
-        raise ValueError(f"{name} must be a scalar in {allowed}, got shape {jnp.shape(value)}.")
-    concrete = _concrete_float(value)
-    if concrete is not None and not ok(concrete):
-        raise ValueError(f"{name} must be in {allowed}, got {concrete!r}.")
-    return concrete
-
-
-def _nan_unless(valid: jax.Array, value: jax.Array) -> jax.Array:
-    return jnp.where(valid, value, jnp.full_like(value, jnp.nan))
 
 
 def drop_connect(
@@ -80,9 +66,9 @@ def drop_connect(
         Wan, Zeiler, Zhang, LeCun, Fergus, "Regularization of Neural Networks using
         DropConnect", ICML 2013.
     """
-    concrete = _check_probability(rate, "rate")
+    concrete = check_probability(rate, "rate")
     if not (deterministic or concrete == 0.0):
-        _require_key(key, "drop_connect")
+        require_key(key, "drop_connect")
     return dropout(w, rate, key=key, deterministic=deterministic)
 
 
@@ -122,19 +108,19 @@ def gaussian_dropout(
         Srivastava et al., "Dropout: A Simple Way to Prevent Neural Networks from Overfitting",
         JMLR 15, 2014, section 10.
     """
-    concrete = _check_scalar(rate, "rate", "[0, 1)", lambda r: 0.0 <= r < 1.0)
+    concrete = check_scalar(rate, "rate", "[0, 1)", lambda r: 0.0 <= r < 1.0)
     if deterministic or concrete == 0.0:
         return x
-    _require_key(key, "gaussian_dropout")
+    require_key(key, "gaussian_dropout")
     x = jnp.asarray(x)
-    _check_floating(x)
+    check_floating(x)
     if concrete is not None:
         std = jnp.asarray(math.sqrt(concrete / (1.0 - concrete)), x.dtype)
     else:
-        r = _as_float(rate)
+        r = as_float(rate)
         valid = (r >= 0) & (r < 1)
         safe = jnp.where(valid, r, jnp.zeros_like(r))
-        std = _nan_unless(valid, jnp.sqrt(safe / (1 - safe))).astype(x.dtype)
+        std = nan_unless(valid, jnp.sqrt(safe / (1 - safe))).astype(x.dtype)
     return x * (1 + std * jax.random.normal(key, x.shape, x.dtype))
 
 
@@ -175,17 +161,17 @@ def gaussian_noise(
         Computation 7(1), 1995.
     """
     allowed = "[0, inf) (finite)"
-    concrete = _check_scalar(stddev, "stddev", allowed, lambda s: 0.0 <= s < math.inf)
+    concrete = check_scalar(stddev, "stddev", allowed, lambda s: 0.0 <= s < math.inf)
     if deterministic or concrete == 0.0:
         return x
-    _require_key(key, "gaussian_noise")
+    require_key(key, "gaussian_noise")
     x = jnp.asarray(x)
-    _check_floating(x)
+    check_floating(x)
     if concrete is not None:
         std = jnp.asarray(concrete, x.dtype)
     else:
-        s = _as_float(stddev)
-        std = _nan_unless((s >= 0) & jnp.isfinite(s), s).astype(x.dtype)
+        s = as_float(stddev)
+        std = nan_unless((s >= 0) & jnp.isfinite(s), s).astype(x.dtype)
     return x + std * jax.random.normal(key, x.shape, x.dtype)
 
 
@@ -260,12 +246,12 @@ def drop_path(
     References:
         Huang, Sun, Liu, Sedra, Weinberger, "Deep Networks with Stochastic Depth", ECCV 2016.
     """
-    concrete = _check_probability(rate, "rate")
+    concrete = check_probability(rate, "rate")
     x = jnp.asarray(x)
     if x.ndim < 1:
         raise ValueError("drop_path needs a batch axis: x must have rank >= 1.")
     if deterministic or concrete == 0.0:
         return x
-    _require_key(key, "drop_path")
-    keep = _keep_mask(key, _keep_probability(rate, concrete), x.shape[:1], ())
+    require_key(key, "drop_path")
+    keep = keep_masks.keep_mask(key, keep_probability(rate, concrete), x.shape[:1], ())
     return drop_path_with_mask(x, keep, rate)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from jaxreg._src.dropout import _concrete_float
+from jaxreg._src._toolkit import concrete_float
 from jaxreg._src.init import Dense, torch_bias_init, torch_kernel_init
 from jaxreg._src.nn import Dropout
 from jaxreg._src.nn_noise import DropConnectDense, GaussianDropout, GaussianNoise
@@ -168,7 +168,7 @@ def _check_strength(technique: str, strength: Any) -> None:
             f"strength must be a scalar, got shape {np.shape(strength)}; to sweep several "
             "values use jax.vmap over a scalar strength"
         )
-    value = _concrete_float(strength)
+    value = concrete_float(strength)
     allowed, ok = _RANGES[technique]
     if value is not None and not (np.isfinite(value) and ok(value)) and technique != "none":
         raise ValueError(

@@ -7,8 +7,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from jaxreg._src._toolkit import check_axis, group_norms, unit_axes
 from jaxreg._src.masks import Mask, path_to_str, resolve_mask
 
 __all__ = [
@@ -154,43 +154,6 @@ def l2_norm_penalty(tree: Any, *, mask: Mask = None) -> jax.Array:
     return _sum_terms([_norm(leaf) for leaf in _selected_leaves(tree, mask)])
 
 
-def _check_axis(axis: Any, owner: str) -> tuple[int, ...]:
-    """Validates a unit-axis argument (static): an int or a non-empty tuple of ints."""
-
-    def is_int(a: Any) -> bool:
-        return isinstance(a, (int, np.integer)) and not isinstance(a, bool)
-
-    axes = (axis,) if is_int(axis) else axis
-    if not isinstance(axes, tuple) or not axes or not all(is_int(a) for a in axes):
-        raise ValueError(
-            f"{owner}: axis must be an int or a non-empty tuple of ints (the axes of one "
-            f"unit's incoming weights, e.g. 0 for a Dense kernel), got {axis!r}"
-        )
-    return tuple(int(a) for a in axes)
-
-
-def _unit_axes(axes: tuple[int, ...], shape: tuple[int, ...], owner: str) -> tuple[int, ...]:
-    ndim = len(shape)
-    if any(not -ndim <= a < ndim for a in axes):
-        raise ValueError(
-            f"{owner}: axis {axes if len(axes) > 1 else axes[0]} is out of range for a leaf "
-            f"of shape {shape}; leave such leaves (biases, scalars) out with mask="
-        )
-    resolved = tuple(sorted({a % ndim for a in axes}))
-    if len(resolved) != len(axes):
-        raise ValueError(f"{owner}: axis {axes} repeats an axis of a leaf of shape {shape}")
-    return resolved
-
-
-def _group_norms(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
-    # Per-unit Euclidean norms (reduced axes kept), with _norm's double where: an all-zero
-    # unit (one the prox has switched off) has gradient 0, not NaN.
-    sq = jnp.sum(x * x, axis=axes, keepdims=True)
-    nonzero = sq > 0
-    safe = jnp.where(nonzero, sq, jnp.ones_like(sq))
-    return jnp.where(nonzero, jnp.sqrt(safe), jnp.zeros_like(sq))
-
-
 def group_lasso_penalty(
     tree: Any, *, axis: int | tuple[int, ...] = 0, mask: Mask = None
 ) -> jax.Array:
@@ -233,11 +196,11 @@ def group_lasso_penalty(
       Array([[0.6, 0. ],
              [0.8, 0. ]], dtype=float32)
     """
-    axes = _check_axis(axis, "group_lasso_penalty")
+    axes = check_axis(axis, "group_lasso_penalty")
     terms = []
     for leaf in _selected_leaves(tree, mask):
-        unit_axes = _unit_axes(axes, leaf.shape, "group_lasso_penalty")
-        terms.append(jnp.sum(_group_norms(leaf, unit_axes)))
+        leaf_axes = unit_axes(axes, leaf.shape, "group_lasso_penalty")
+        terms.append(jnp.sum(group_norms(leaf, leaf_axes)))
     return _sum_terms(terms)
 
 

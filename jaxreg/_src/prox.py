@@ -8,20 +8,22 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxreg._src.masks import Mask
-from jaxreg._src.penalties import _check_axis, _group_norms, _unit_axes
-from jaxreg._src.transforms import (
+from jaxreg._src._toolkit import (
     ScalarOrSchedule,
-    _cast_like,
-    _check_nonnegative,
-    _count,
-    _hparam_value,
-    _init_state,
-    _masked_map,
-    _next_state,
-    _require_params,
-    _uses_schedule,
+    cast_like,
+    check_axis,
+    check_nonnegative,
+    group_norms,
+    hparam_value,
+    init_state,
+    masked_map,
+    next_state,
+    require_params,
+    schedule_count,
+    unit_axes,
+    uses_schedule,
 )
+from jaxreg._src.masks import Mask
 
 __all__ = ["elastic_net_prox", "group_lasso_prox"]
 
@@ -74,27 +76,27 @@ def group_lasso_prox(
              [3.2, 0. ]], dtype=float32)
     """
     owner = "group_lasso_prox"
-    _check_nonnegative(strength, "strength", owner)
-    _check_nonnegative(learning_rate, "learning_rate", owner)
-    axes = _check_axis(axis, owner)
+    check_nonnegative(strength, "strength", owner)
+    check_nonnegative(learning_rate, "learning_rate", owner)
+    axes = check_axis(axis, owner)
 
     def update_fn(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
-        _require_params(params, owner)
-        count = _count(state)
-        threshold = _hparam_value(learning_rate, count) * _hparam_value(strength, count)
+        require_params(params, owner)
+        count = schedule_count(state)
+        threshold = hparam_value(learning_rate, count) * hparam_value(strength, count)
 
         def prox(u: jax.Array, w: jax.Array) -> jax.Array:
             z = w + u
-            norms = _group_norms(z, _unit_axes(axes, z.shape, owner))
-            t = _cast_like(threshold, z)
+            norms = group_norms(z, unit_axes(axes, z.shape, owner))
+            t = cast_like(threshold, z)
             keep = norms > t
             scale = 1 - t / jnp.where(keep, norms, jnp.ones_like(norms))
             return jnp.where(keep, z * scale, jnp.zeros_like(z)) - w
 
-        return _masked_map(prox, updates, params, mask), _next_state(state)
+        return masked_map(prox, updates, params, mask), next_state(state)
 
     return optax.GradientTransformation(
-        _init_state(_uses_schedule(strength, learning_rate)), update_fn
+        init_state(uses_schedule(strength, learning_rate)), update_fn
     )
 
 
@@ -144,24 +146,22 @@ def elastic_net_prox(
       Array([ 0.   ,  0.625, -0.25 ], dtype=float32)
     """
     owner = "elastic_net_prox"
-    _check_nonnegative(l1, "l1", owner)
-    _check_nonnegative(l2, "l2", owner)
-    _check_nonnegative(learning_rate, "learning_rate", owner)
+    check_nonnegative(l1, "l1", owner)
+    check_nonnegative(l2, "l2", owner)
+    check_nonnegative(learning_rate, "learning_rate", owner)
 
     def update_fn(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
-        _require_params(params, owner)
-        count = _count(state)
-        lr = _hparam_value(learning_rate, count)
-        threshold = lr * _hparam_value(l1, count)
-        shrink = 1 + lr * _hparam_value(l2, count)
+        require_params(params, owner)
+        count = schedule_count(state)
+        lr = hparam_value(learning_rate, count)
+        threshold = lr * hparam_value(l1, count)
+        shrink = 1 + lr * hparam_value(l2, count)
 
         def prox(u: jax.Array, w: jax.Array) -> jax.Array:
             z = w + u
-            soft = jnp.sign(z) * jnp.maximum(jnp.abs(z) - _cast_like(threshold, z), 0)
-            return soft / _cast_like(shrink, z) - w
+            soft = jnp.sign(z) * jnp.maximum(jnp.abs(z) - cast_like(threshold, z), 0)
+            return soft / cast_like(shrink, z) - w
 
-        return _masked_map(prox, updates, params, mask), _next_state(state)
+        return masked_map(prox, updates, params, mask), next_state(state)
 
-    return optax.GradientTransformation(
-        _init_state(_uses_schedule(l1, l2, learning_rate)), update_fn
-    )
+    return optax.GradientTransformation(init_state(uses_schedule(l1, l2, learning_rate)), update_fn)

@@ -8,15 +8,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxreg._src.masks import Mask
-from jaxreg._src.optim_common import (
-    _check_flags,
-    _check_float,
-    _check_torch,
-    _concrete_float,
-    _decay_flags,
+from jaxreg._src._toolkit import (
+    ScalarOrSchedule,
+    cast_like,
+    check_finite,
+    check_optim_flags,
+    check_torch,
+    concrete_float,
+    decay_flags,
+    hparam_value,
+    require_params,
 )
-from jaxreg._src.transforms import ScalarOrSchedule, _cast_like, _hparam_value, _require_params
+from jaxreg._src.masks import Mask
 
 __all__ = ["TorchSGDState", "torch_sgd"]
 
@@ -90,16 +93,16 @@ def torch_sgd(
       (Array([-0.1], dtype=float32), Array([-0.14], dtype=float32))
     """
     owner = "torch_sgd"
-    _check_torch(lr, "lr", owner, "Invalid learning rate")
-    _check_torch(momentum, "momentum", owner, "Invalid momentum value")
-    _check_torch(weight_decay, "weight_decay", owner, "Invalid weight_decay value")
-    _check_float(dampening, "dampening", owner)
-    _check_flags(
+    check_torch(lr, "lr", owner, "Invalid learning rate")
+    check_torch(momentum, "momentum", owner, "Invalid momentum value")
+    check_torch(weight_decay, "weight_decay", owner, "Invalid weight_decay value")
+    check_finite(dampening, "dampening", owner)
+    check_optim_flags(
         owner,
         {"nesterov": nesterov, "maximize": maximize, "differentiable": differentiable},
         {"foreach": foreach, "fused": fused, "differentiable": differentiable},
     )
-    m_value, d_value = _concrete_float(momentum), _concrete_float(dampening)
+    m_value, d_value = concrete_float(momentum), concrete_float(dampening)
     if nesterov and (
         (m_value is not None and m_value <= 0) or (d_value is not None and d_value != 0)
     ):
@@ -118,28 +121,28 @@ def torch_sgd(
         grads: Any, state: TorchSGDState, params: Any = None
     ) -> tuple[Any, TorchSGDState]:
         count = state.count
-        step_lr = _hparam_value(lr, count)
-        wd = _hparam_value(weight_decay, count)
-        if _concrete_float(weight_decay) != 0.0:
-            _require_params(params, owner)
-        flags = _decay_flags(mask, grads if params is None else params, weight_decay)
+        step_lr = hparam_value(lr, count)
+        wd = hparam_value(weight_decay, count)
+        if concrete_float(weight_decay) != 0.0:
+            require_params(params, owner)
+        flags = decay_flags(mask, grads if params is None else params, weight_decay)
         first = count == 0
 
         def leaf(g: jax.Array, p: Any, buf: Any, decay: bool) -> tuple[jax.Array, Any]:
             if maximize:
                 g = -g
             if decay:
-                g = g + _cast_like(wd, g) * p
+                g = g + cast_like(wd, g) * p
             if not has_buffer:
-                return _cast_like(-step_lr, g) * g, None
-            mom = _cast_like(momentum, g)
-            buf = jnp.where(first, g, buf * mom + _cast_like(1 - dampening, g) * g)
+                return cast_like(-step_lr, g) * g, None
+            mom = cast_like(momentum, g)
+            buf = jnp.where(first, g, buf * mom + cast_like(1 - dampening, g) * g)
             direction = g + mom * buf if nesterov else buf
             if m_value is None:
                 # A traced momentum may be 0, where torch bypasses the buffer (and its
                 # dampening) entirely.
                 direction = jnp.where(mom == 0, g, direction)
-            return _cast_like(-step_lr, g) * direction, buf
+            return cast_like(-step_lr, g) * direction, buf
 
         # Flattened up to grads' structure: a None inside the tree (Equinox's eqx.filter
         # stand-in) is an empty subtree, never a leaf handed to `leaf`.

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxreg._src.dropout import (
-    _check_floating,
-    _check_probability,
-    _keep_mask,
-    _keep_probability,
-    _require_key,
-    dropout_with_mask,
+from jaxreg._src import keep_masks
+from jaxreg._src._toolkit import (
+    check_floating,
+    check_probability,
+    feature_shape,
+    keep_probability,
+    require_key,
 )
+from jaxreg._src.dropout import dropout_with_mask
 
 __all__ = [
     "dropout1d",
@@ -24,16 +24,6 @@ __all__ = [
     "spatial_dropout",
     "spatial_dropout_with_mask",
 ]
-
-
-def _feature_shape(shape: Sequence[int], fn: str) -> tuple[int, ...]:
-    """``(N, 1, ..., 1, C)``: one draw per example and channel (torch's feature-noise shape)."""
-    if len(shape) < 2:
-        raise ValueError(
-            f"{fn} needs an input of rank >= 2, (N, ..., C) channels-last, got shape "
-            f"{tuple(shape)}."
-        )
-    return (shape[0],) + (1,) * (len(shape) - 2) + (shape[-1],)
 
 
 def spatial_dropout_with_mask(x: jax.Array, keep_mask: jax.Array, rate: Any) -> jax.Array:
@@ -67,7 +57,7 @@ def spatial_dropout_with_mask(x: jax.Array, keep_mask: jax.Array, rate: Any) -> 
         ([[0.0, 0.0], [0.0, 0.0]], [2.0, 0.0, 2.0])
     """
     x = jnp.asarray(x)
-    shape = _feature_shape(x.shape, "spatial_dropout_with_mask")
+    shape = feature_shape(x.shape, "spatial_dropout_with_mask")
     keep_mask = jnp.asarray(keep_mask)
     if keep_mask.shape != (shape[0], shape[-1]) or keep_mask.dtype != jnp.bool_:
         raise ValueError(
@@ -114,14 +104,14 @@ def spatial_dropout(
     References:
         Tompson et al., "Efficient Object Localization Using Convolutional Networks", CVPR 2015.
     """
-    concrete = _check_probability(rate, "rate")
+    concrete = check_probability(rate, "rate")
     x = jnp.asarray(x)
-    shape = _feature_shape(x.shape, "spatial_dropout")
+    shape = feature_shape(x.shape, "spatial_dropout")
     if deterministic or concrete == 0.0:
         return x
-    _require_key(key, "spatial_dropout")
-    _check_floating(x)
-    keep = _keep_mask(key, _keep_probability(rate, concrete), (shape[0], shape[-1]), ())
+    require_key(key, "spatial_dropout")
+    check_floating(x)
+    keep = keep_masks.keep_mask(key, keep_probability(rate, concrete), (shape[0], shape[-1]), ())
     return spatial_dropout_with_mask(x, keep, rate)
 
 
@@ -133,9 +123,9 @@ def _dropout_nd(x, rate, key, deterministic, spatial: int) -> jax.Array:
             f"{name} expects a {spatial + 2}-d batched (N, {spatial} spatial axes, C) or a "
             f"{spatial + 1}-d unbatched input, channels last; got shape {x.shape}."
         )
-    concrete = _check_probability(rate, "rate")
+    concrete = check_probability(rate, "rate")
     if not (deterministic or concrete == 0.0):
-        _require_key(key, name)
+        require_key(key, name)
     if x.ndim == spatial + 2:
         return spatial_dropout(x, rate, key=key, deterministic=deterministic)
     # Unbatched: torch unsqueezes a batch axis of 1 and squeezes it afterwards.

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from jaxreg._src.masks import Mask, resolve_mask
+from jaxreg._src._toolkit import (
+    ScalarOrSchedule,
+    ScheduleState,
+    cast_like,
+    check_nonnegative,
+    hparam_value,
+    init_state,
+    masked_map,
+    next_state,
+    require_params,
+    schedule_count,
+    uses_schedule,
+)
+from jaxreg._src.masks import Mask
 
 __all__ = [
     "ScheduleState",
@@ -19,80 +30,6 @@ __all__ = [
     "decoupled_weight_decay",
     "l1_prox",
 ]
-
-ScalarOrSchedule = float | jax.Array | Callable[[jax.Array], Any]
-
-
-class ScheduleState(NamedTuple):
-    """State of a transform with a scheduled hyperparameter: updates applied so far."""
-
-    count: jax.Array
-
-
-def _check_nonnegative(value: Any, name: str, owner: str) -> None:
-    """Raises ValueError for a concrete negative, NaN, infinite or non-scalar value.
-
-    Traced values and schedules cannot be inspected without a host sync (and would break
-    jit), so they pass; a sweep's grid is checked where it is built.
-    """
-    if callable(value) or isinstance(value, jax.core.Tracer):
-        return
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{owner}: {name} must be a number >= 0, got {value!r}") from err
-    if arr.ndim != 0:
-        raise ValueError(f"{owner}: {name} must be a scalar, got an array of shape {arr.shape}")
-    if not (np.isfinite(arr) and arr >= 0):
-        raise ValueError(f"{owner}: {name} must be a finite number >= 0, got {value!r}")
-
-
-def _uses_schedule(*hparams: Any) -> bool:
-    return any(callable(h) for h in hparams)
-
-
-def _hparam_value(h: ScalarOrSchedule, count: jax.Array | None) -> Any:
-    return h(count) if callable(h) else h
-
-
-def _cast_like(h: Any, x: jax.Array) -> jax.Array:
-    # The scalar takes the leaf's dtype, as torch casts a Python-float alpha to the
-    # tensor's dtype, so float32 parameters never get promoted by a float64 scalar.
-    return jnp.asarray(h).astype(x.dtype)
-
-
-def _init_state(needs_count: bool) -> Callable[[Any], Any]:
-    def init_fn(params: Any) -> Any:
-        del params
-        if needs_count:
-            return ScheduleState(count=jnp.zeros([], jnp.int32))
-        return optax.EmptyState()
-
-    return init_fn
-
-
-def _next_state(state: Any) -> Any:
-    if isinstance(state, ScheduleState):
-        return ScheduleState(count=optax.safe_int32_increment(state.count))
-    return state
-
-
-def _count(state: Any) -> jax.Array | None:
-    return state.count if isinstance(state, ScheduleState) else None
-
-
-def _masked_map(
-    fn: Callable[[jax.Array, jax.Array], jax.Array], updates: Any, params: Any, mask: Mask
-) -> Any:
-    flags = resolve_mask(mask, params)
-    return jax.tree.map(lambda u, p, m: fn(u, p) if m else u, updates, params, flags)
-
-
-def _require_params(params: Any, owner: str) -> None:
-    if params is None:
-        raise ValueError(
-            f"{owner} needs the current parameters: call update(updates, state, params)"
-        )
 
 
 def add_l1(l1: ScalarOrSchedule, mask: Mask = None) -> optax.GradientTransformation:
@@ -123,17 +60,17 @@ def add_l1(l1: ScalarOrSchedule, mask: Mask = None) -> optax.GradientTransformat
       >>> updates
       Array([-1.1, -1. , -0.9], dtype=float32)
     """
-    _check_nonnegative(l1, "l1", "add_l1")
+    check_nonnegative(l1, "l1", "add_l1")
 
     def update_fn(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
-        _require_params(params, "add_l1")
-        strength = _hparam_value(l1, _count(state))
-        updates = _masked_map(
-            lambda g, w: g + _cast_like(strength, w) * jnp.sign(w), updates, params, mask
+        require_params(params, "add_l1")
+        strength = hparam_value(l1, schedule_count(state))
+        updates = masked_map(
+            lambda g, w: g + cast_like(strength, w) * jnp.sign(w), updates, params, mask
         )
-        return updates, _next_state(state)
+        return updates, next_state(state)
 
-    return optax.GradientTransformation(_init_state(_uses_schedule(l1)), update_fn)
+    return optax.GradientTransformation(init_state(uses_schedule(l1)), update_fn)
 
 
 def l1_prox(
@@ -173,24 +110,24 @@ def l1_prox(
       >>> optax.apply_updates(params, updates)
       Array([ 0.  ,  1.25, -0.5 ], dtype=float32)
     """
-    _check_nonnegative(l1, "l1", "l1_prox")
-    _check_nonnegative(learning_rate, "learning_rate", "l1_prox")
+    check_nonnegative(l1, "l1", "l1_prox")
+    check_nonnegative(learning_rate, "learning_rate", "l1_prox")
 
     def update_fn(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
-        _require_params(params, "l1_prox")
-        count = _count(state)
-        threshold = _hparam_value(learning_rate, count) * _hparam_value(l1, count)
+        require_params(params, "l1_prox")
+        count = schedule_count(state)
+        threshold = hparam_value(learning_rate, count) * hparam_value(l1, count)
 
         def prox(u: jax.Array, w: jax.Array) -> jax.Array:
             z = w + u
-            shrunk = jnp.sign(z) * jnp.maximum(jnp.abs(z) - _cast_like(threshold, z), 0)
+            shrunk = jnp.sign(z) * jnp.maximum(jnp.abs(z) - cast_like(threshold, z), 0)
             # w + (0 - w) == 0 exactly, so thresholded weights land on an exact zero.
             return shrunk - w
 
-        return _masked_map(prox, updates, params, mask), _next_state(state)
+        return masked_map(prox, updates, params, mask), next_state(state)
 
-    needs_count = _uses_schedule(l1, learning_rate)
-    return optax.GradientTransformation(_init_state(needs_count), update_fn)
+    needs_count = uses_schedule(l1, learning_rate)
+    return optax.GradientTransformation(init_state(needs_count), update_fn)
 
 
 def coupled_weight_decay(
@@ -229,15 +166,15 @@ def coupled_weight_decay(
       >>> updates
       {'W1': Array([-0.05, -0.05], dtype=float32), 'b1': Array([-0., -0.], dtype=float32)}
     """
-    _check_nonnegative(weight_decay, "weight_decay", "coupled_weight_decay")
+    check_nonnegative(weight_decay, "weight_decay", "coupled_weight_decay")
 
     def update_fn(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
-        _require_params(params, "coupled_weight_decay")
-        wd = _hparam_value(weight_decay, _count(state))
-        updates = _masked_map(lambda g, w: g + _cast_like(wd, w) * w, updates, params, mask)
-        return updates, _next_state(state)
+        require_params(params, "coupled_weight_decay")
+        wd = hparam_value(weight_decay, schedule_count(state))
+        updates = masked_map(lambda g, w: g + cast_like(wd, w) * w, updates, params, mask)
+        return updates, next_state(state)
 
-    return optax.GradientTransformation(_init_state(_uses_schedule(weight_decay)), update_fn)
+    return optax.GradientTransformation(init_state(uses_schedule(weight_decay)), update_fn)
 
 
 def decoupled_weight_decay(
@@ -278,15 +215,15 @@ def decoupled_weight_decay(
       >>> updates
       Array([-1.e-05,  2.e-05], dtype=float32)
     """
-    _check_nonnegative(weight_decay, "weight_decay", "decoupled_weight_decay")
-    _check_nonnegative(learning_rate, "learning_rate", "decoupled_weight_decay")
+    check_nonnegative(weight_decay, "weight_decay", "decoupled_weight_decay")
+    check_nonnegative(learning_rate, "learning_rate", "decoupled_weight_decay")
 
     def update_fn(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
-        _require_params(params, "decoupled_weight_decay")
-        count = _count(state)
-        factor = _hparam_value(learning_rate, count) * _hparam_value(weight_decay, count)
-        updates = _masked_map(lambda u, w: u - _cast_like(factor, w) * w, updates, params, mask)
-        return updates, _next_state(state)
+        require_params(params, "decoupled_weight_decay")
+        count = schedule_count(state)
+        factor = hparam_value(learning_rate, count) * hparam_value(weight_decay, count)
+        updates = masked_map(lambda u, w: u - cast_like(factor, w) * w, updates, params, mask)
+        return updates, next_state(state)
 
-    needs_count = _uses_schedule(weight_decay, learning_rate)
-    return optax.GradientTransformation(_init_state(needs_count), update_fn)
+    needs_count = uses_schedule(weight_decay, learning_rate)
+    return optax.GradientTransformation(init_state(needs_count), update_fn)
