@@ -132,6 +132,7 @@ class Workload:
         convolutions in a while loop an order of magnitude slower (the ``cnn_profile`` row).
       cnn_profile_steps: steps per measurement of the CNN profile row (its scan parts:
         ``cnn_scan_steps``).
+      compare_epochs: epochs per row of the comparison-cost rows (``benchmarks.compare_rows``).
       data_dir: Fashion-MNIST IDX folder (None = the library default).
     """
 
@@ -152,6 +153,7 @@ class Workload:
     cnn_test_size: int = 2000
     cnn_scan_steps: int = 10
     cnn_profile_steps: int = 20
+    compare_epochs: int = 2
     data_dir: str | None = None
 
 

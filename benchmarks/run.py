@@ -76,13 +76,29 @@ ROWS: dict[str, tuple[str, str]] = {
     "peak_end": ("benchmarks.jax_rows", "peak"),
 }
 
+# The parts of a comparison run (benchmarks/compare_rows.py): run by its own script, not by
+# `make bench`, through the same fresh-process machinery.
+COMPARE_ROWS: dict[str, tuple[str, str]] = {
+    f"compare_{name}": ("benchmarks.compare_rows", name)
+    for name in (
+        "jax32",
+        "jax64",
+        "masks",
+        "torch32_1thread",
+        "torch32_2threads",
+        "torch64_1thread",
+        "torch64_2threads",
+        "torch32_matched",
+    )
+}
+
 ROW_TIMEOUT_S = 900
 
 
 def _child(spec_path: str) -> None:
     """Child mode: run the row a JSON spec names here and write its result beside the spec."""
     spec = json.loads(Path(spec_path).read_text())
-    module_name, function_name = ROWS[spec["row"]]
+    module_name, function_name = {**ROWS, **COMPARE_ROWS}[spec["row"]]
     workload = common.Workload(**spec["workload"])
     module = importlib.import_module(module_name)
     result = getattr(module, function_name)(workload, spec["init"], device=spec["device"])
