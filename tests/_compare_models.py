@@ -161,3 +161,50 @@ def features(n=6, classes=3, seed=0):
 
 
 __all__ = ["jnp"]
+
+
+# ---- a tiny spec for matched training ----------------------------------------------------------
+
+
+class MLP(nn.Module):
+    rate: float = 0.3
+
+    @nn.compact
+    def __call__(self, x, *, deterministic: bool):
+        x = nn.relu(nn.Dense(16, name="fc1")(x))
+        x = jnn.Dropout(self.rate)(x, deterministic=deterministic)
+        return nn.Dense(3, name="fc2")(x)
+
+
+class TorchMLP(torch.nn.Module):
+    def __init__(self, rate=0.3):
+        super().__init__()
+        self.rate = rate
+        self.fc1 = torch.nn.Linear(12, 16)
+        self.fc2 = torch.nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.fc2(F.dropout(torch.relu(self.fc1(x)), self.rate, self.training))
+
+
+def tiny_data():
+    x, y = features(72, seed=1)
+    return {"x_train": x[:48], "y_train": y[:48], "x_test": x[48:], "y_test": y[48:]}
+
+
+def tiny_spec(torch_model=TorchMLP, **changes):
+    from jaxreg.lab.spec import Optimizer, Penalty, Spec, paths
+
+    fields = dict(
+        name="tiny",
+        model=MLP(),
+        torch_model=torch_model,
+        optimizer=Optimizer("adamw", lr=1e-2, weight_decay=1e-2),
+        penalties=(Penalty("l1", 1e-3, paths("^fc1/kernel$")),),
+        data=tiny_data,
+        seeds=(0, 1),
+        epochs=1,
+        batch_size=16,
+    )
+    fields.update(changes)
+    return Spec(**fields)

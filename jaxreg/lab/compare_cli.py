@@ -72,6 +72,8 @@ def load_spec(path: str | Path) -> Any:
         raise ValueError(f"SPEC.py={str(path)!r}: expected an existing .py file")
     module_spec = importlib.util.spec_from_file_location(f"_jaxreg_spec_{path.stem}", path)
     module = importlib.util.module_from_spec(module_spec)
+    # Registered before it runs, as an import would: dataclasses and pickling look it up.
+    sys.modules[module_spec.name] = module
     module_spec.loader.exec_module(module)
     get_config = getattr(module, "get_config", None)
     if not callable(get_config):
