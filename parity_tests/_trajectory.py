@@ -175,3 +175,42 @@ def check(parity: Recorder, bound: Bound, ours: dict, ref: dict) -> None:
         parity.check_envelope(label, ours[name], ref[name], allowed, bound.tol, scale="step")
     final_tol = Tol(bound.tol.label, bound.final, bound.tol.reason)
     parity.check_tree("final/", ours["state"], ref["state"], final_tol)
+
+
+class RelabeledStreams:
+    """Matched streams for a :class:`Relabeled` network: the same steps, other inner products.
+
+    Each batch's rows go in another fixed order (with their masks), and every dropout mask's
+    feature axis (the last) is relabeled like the hidden units it multiplies: mask ``j`` of a
+    step (in call order) belongs to hidden layer ``j`` (``relabel.perms[j + 1]``), as in every
+    model of ``test_parity_engine.py``. With the inputs relabeled too (``relabel.perms[0]`` on
+    the data's last axis), the relabeled torch run computes the same function as the plain one,
+    every forward inner product and batch sum rounded in another order.
+
+    Args:
+      streams: a :class:`jaxreg.lab.matched.MatchedStreams` (``order``, ``step_masks``,
+        ``train.batch_size``).
+      relabel: the :class:`Relabeled` network.
+    """
+
+    def __init__(self, streams: Any, relabel: Relabeled):
+        self.streams, self.relabel = streams, relabel
+        batch = streams.train.batch_size
+        self.batch_size = batch if batch else len(streams.order(0))
+
+    def _perms(self, epoch: int, n: int) -> list[np.ndarray]:
+        rng = np.random.default_rng((self.relabel.seed, epoch))
+        sizes = [min(self.batch_size, n - i) for i in range(0, n, self.batch_size)]
+        return [rng.permutation(k) for k in sizes]
+
+    def order(self, epoch: int) -> np.ndarray:
+        order = np.asarray(self.streams.order(epoch))
+        perms = self._perms(epoch, len(order))
+        chunks = [order[i * self.batch_size :][: len(p)][p] for i, p in enumerate(perms)]
+        return np.concatenate(chunks)
+
+    def step_masks(self, epoch: int):
+        n = len(self.streams.order(epoch))
+        hidden = self.relabel.perms[1:]
+        for masks, rows in zip(self.streams.step_masks(epoch), self._perms(epoch, n), strict=True):
+            yield [np.asarray(m)[: len(rows)][rows][..., hidden[j]] for j, m in enumerate(masks)]
