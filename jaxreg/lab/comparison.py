@@ -51,7 +51,7 @@ from jaxreg.lab.verdict import (
 __all__ = [
     "GATE_RTOL", "TEST_ACC_TOL", "Attribution", "Gate", "ReorderedStreams", "Summary",
     "attribution_rows", "attribution_summary", "attribution_table", "float32_attribution",
-    "float32_gaps", "float64_gate", "gate_runs", "sections", "seed_statistics", "step_errors",
+    "epoch_gaps", "float64_gate", "gate_runs", "sections", "seed_statistics", "step_errors",
     "step_losses", "summarize", "tensor_error",
 ]  # fmt: skip
 
@@ -170,10 +170,11 @@ def gate_runs(runs: Runs, rtol: float = GATE_RTOL) -> list[dict[str, Any]]:
     return rows
 
 
-def float32_gaps(runs: Runs) -> list[dict[str, Any]]:
-    """Per variant and evaluated epoch of a matched float32 run: the largest JAX-torch gaps.
+def epoch_gaps(runs: Runs) -> list[dict[str, Any]]:
+    """Per variant and evaluated epoch of a matched run: the largest JAX-torch gaps.
 
-    Reported, not gated (see :data:`F32_WHY`).
+    Reported as they are for float32 (not gated, see :data:`F32_WHY`); a float64 run's rows
+    are the per-epoch view of :func:`gate_runs` (``summarize`` adds ``within_bound``).
 
     Returns:
       Rows ``{variant, epoch, train_loss_rel, step_loss_rel, test_metric, test_gap}``, each
@@ -185,7 +186,7 @@ def float32_gaps(runs: Runs) -> list[dict[str, Any]]:
     Example:
       >>> h = {"train_loss": [1.0, 0.5], "test_acc": [0.8, 0.9]}
       >>> t = {"train_loss": [1.0, 0.5001], "test_acc": [0.8, 0.91]}
-      >>> rows = float32_gaps({("a", "jax"): [h], ("a", "torch"): [t]})
+      >>> rows = epoch_gaps({("a", "jax"): [h], ("a", "torch"): [t]})
       >>> [(r["epoch"], round(r["train_loss_rel"], 6), round(r["test_gap"], 6)) for r in rows]
       [(1, 0.0, 0.0), (2, 0.0002, 0.01)]
     """
@@ -352,7 +353,7 @@ def summarize(runs: Runs, *, matched: bool, dtype: str, seeds: Sequence[int]) ->
     """The comparison paragraphs of a run and the same results as data (writes nothing).
 
     A matched float64 run is gated (:func:`gate_runs`); a matched float32 run is reported
-    (:func:`float32_gaps`, no bound); several seeds give :func:`seed_statistics`.
+    (:func:`epoch_gaps`, no bound); several seeds give :func:`seed_statistics`.
 
     Args:
       runs: ``(variant, framework) -> [history per seed]``.
@@ -367,7 +368,7 @@ def summarize(runs: Runs, *, matched: bool, dtype: str, seeds: Sequence[int]) ->
       >>> h = {"train_loss": [0.5], "test_acc": [0.9]}
       >>> s = summarize({("a", "jax"): [h], ("a", "torch"): [h]}, matched=True,
       ...               dtype="float64", seeds=[0])
-      >>> s.notes[0].startswith("**float64 gate PASSED**"), s.alarm
+      >>> s.notes[0].startswith("**Matched run (float64)**: **float64 gate PASSED**"), s.alarm
       (True, None)
     """
     if dtype not in ("float32", "float64"):
@@ -392,15 +393,21 @@ def summarize(runs: Runs, *, matched: bool, dtype: str, seeds: Sequence[int]) ->
         per = ("every optimizer step's loss" if what == "steps" else
                "every epoch's mean training loss (per-step losses not recorded)")  # fmt: skip
         notes += [
-            f"**float64 gate {'PASSED' if ok else 'FAILED'}**: matched run in float64: {how}. "
+            f"**Matched run (float64)**: **float64 gate {'PASSED' if ok else 'FAILED'}**: {how}. "
             f"The gate: {per} within {GATE_RTOL:g} relative, the final parameters where "
             f"recorded, test accuracy within {TEST_ACC_TOL:g}. {line}.",
             _gate_table(rows),
         ]
         record["gate"] = [{k: _plain(v) for k, v in r.items()} for r in rows]
         record["gate_rtol"] = GATE_RTOL
+        # The per-epoch view of the same pairs (epoch means and each evaluation).
+        record["gaps"] = [
+            {**g, "within_bound": g["train_loss_rel"] <= GATE_RTOL
+             and g["test_gap"] <= (TEST_ACC_TOL if g["test_metric"] == "test_acc" else GATE_RTOL)}
+            for g in epoch_gaps(runs)
+        ]  # fmt: skip
     elif matched and _pairs(runs):
-        rows = float32_gaps(runs)
+        rows = epoch_gaps(runs)
         if rows:
             worst = max(r["train_loss_rel"] for r in rows)
             notes += [
@@ -410,7 +417,7 @@ def summarize(runs: Runs, *, matched: bool, dtype: str, seeds: Sequence[int]) ->
                 _f32_table(rows),
                 F32_WHY,
             ]
-        record["float32_gaps"] = rows
+        record["gaps"] = rows
     if len(seeds) > 1:
         rows = seed_statistics(runs, paired=matched)
         how_seeds = (
