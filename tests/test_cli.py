@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -285,3 +286,160 @@ def test_only_cli_builds_a_parser():
         if "ArgumentParser(" in p.read_text() or "add_subparsers(" in p.read_text()
     ]
     assert builders == ["lab/cli.py"], builders
+
+
+# Issue 16's bad inputs: each one line naming the option or the path, never a traceback, before
+# any work starts. (setup(tmp_path) -> extra argv, expected exit status, fragments.)
+def _outcome(capsys, argv):
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    return code, err
+
+
+def _a_file(tmp_path):
+    (tmp_path / "f").write_text("x")
+    return tmp_path / "f"
+
+
+def _bad_config(tmp_path):
+    path = tmp_path / "bad.py"
+    path.write_text("def get_config():\n    return {'lr': 0.1,\n")
+    return path
+
+
+NO_FM = ["run", "numpy-dropout", "--framework", "jax", "--epochs", "1"]
+SWEEP = ["sweep", "custom", "--epochs", "1", "--hidden", "8", "--quiet"]
+
+
+@pytest.mark.parametrize(
+    "argv, code, fragments",
+    [
+        (lambda t: [*NO_FM, "--out", str(_a_file(t))], 1, ["--out", "is a file, not a folder"]),
+        (
+            lambda t: [*NO_FM, "--out", str(_a_file(t) / "sub" / "o")],
+            1,
+            ["is a file, so no folder can be made under it"],
+        ),
+        (
+            lambda t: [*NO_FM, "--config", str(_bad_config(t)), "--out", str(t / "o")],
+            1,
+            ["bad.py: syntax error at line 2"],
+        ),
+        (lambda t: [*SWEEP, "--coordinator", "h:1"], 2, ["--coordinator needs --num-processes"]),
+        (lambda t: [*SWEEP, "--num-processes", "2"], 2, ["needs --coordinator and --process-id"]),
+        (
+            lambda t: [*SWEEP, "--distributed", "--num-processes", "2"],
+            2,
+            ["--distributed detects the cluster", "drop --num-processes"],
+        ),
+        (
+            lambda t: [*SWEEP, "--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"],
+            2,
+            ["--process-id 2 must be in 0..1"],
+        ),
+        (
+            lambda t: [*SWEEP, "--coordinator", "h", "--num-processes", "1", "--process-id", "0"],
+            2,
+            ["expected HOST:PORT"],
+        ),
+        (
+            lambda t: ["run", "dropout", "--seed", "4294967295", "--seeds", "2"],
+            2,
+            ["the last seed, 4294967296, is above 4294967295", "use --seed 4294967294"],
+        ),
+        (lambda t: ["run", "dropout", "--seed", "4294967296"], 2, ["above 4294967295"]),
+        (lambda t: [*SWEEP, "--seeds", "0", "4294967296"], 2, ["seed 4294967296 is above"]),
+        (lambda t: [*SWEEP, "--synthetic", "64", "--train-size", "32"], 2, ["drop --train-size"]),
+        (lambda t: [*SWEEP, "--synthetic", "64", "--data-dir", str(t)], 2, ["drop --data-dir"]),
+        (lambda t: [*SWEEP, "--grid", "dropout1=0,0.5,0.5"], 2, ["value 0.5 is given twice"]),
+        (lambda t: [*SWEEP, "--seeds", "1", "2", "1"], 2, ["seed 1 is given twice"]),
+        (lambda t: [*SWEEP, "--train-size", "70000"], 2, ["Fashion-MNIST has 60000 training"]),
+        (
+            lambda t: ["run", "dropout", "--train-size", "60001"],
+            2,
+            ["--train-size 60001: Fashion-MNIST has 60000 train"],
+        ),
+        (lambda t: ["run", "dropout", "--test-size", "10001"], 2, ["has 10000 test examples"]),
+        (lambda t: [*NO_FM, "--train-size", "100"], 2, ["numpy-dropout reads no Fashion-MNIST"]),
+        (lambda t: ["run", "overfit", "--data-dir", str(t)], 2, ["overfit reads no Fashion"]),
+        (lambda t: [*SWEEP, "--overwrite", "--resume"], 2, ["--overwrite and --resume exclude"]),
+    ],
+)
+def test_bad_inputs_are_one_line_errors(capsys, tmp_path, argv, code, fragments):
+    got, err = _outcome(capsys, argv(tmp_path))
+    assert got == code, err
+    for fragment in fragments:
+        assert fragment in err, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["dropout", "weight-decay", "overfit"])
+def test_seed_memory_estimate_knows_every_multi_seed_experiment(name):
+    # The estimate skips configs it cannot read: every shipped one must be readable.
+    from jaxreg.lab import cli_commands, recipes
+
+    per_seed = cli_commands._seed_bytes(recipes.load_config(name), "float32", None)
+    assert 2**20 < per_seed < 2**30
+    float64 = cli_commands._seed_bytes(recipes.load_config(name), "float64", None)
+    assert float64 == 2 * per_seed
+
+
+def test_seeds_beyond_memory_are_refused_with_the_figure(capsys, monkeypatch):
+    from jaxreg.lab import distributed, recipes
+
+    monkeypatch.setattr(distributed, "available_bytes", lambda: 8 * 2**30)
+    # Were the check to let it through, fail here instead of allocating 10000 seeds.
+    monkeypatch.setattr(recipes, "run_experiment", lambda *a, **k: pytest.fail("not refused"))
+    code, err = _outcome(capsys, ["run", "dropout", "--seeds", "10000", "--framework", "jax"])
+    assert code == 2 and "more than the 8.0 GiB available" in err
+    per_seed = float(err.split(" x ")[1].split(" MiB")[0])
+    assert 1 < per_seed < 100  # MiB per seed of the 784-256-256-10 MLP, generously counted
+    assert f"use --seeds {int(8 * 1024 // per_seed)}" in err or "or fewer" in err
+
+
+def test_unwritable_out_is_an_error_naming_it(capsys, monkeypatch, tmp_path):
+    import os
+
+    out = tmp_path / "ro"
+    out.mkdir()
+    real = os.access
+    # Root ignores permission bits, so the check itself is what is exercised here.
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != out and real(p, mode))
+    code, err = _outcome(capsys, [*NO_FM, "--out", str(out)])
+    assert code == 1 and f"--out {out} is not writable" in err
+
+
+@pytest.mark.parametrize("problem", ["file", "under a file"])
+def test_unusable_compile_cache_is_one_warning_and_the_run_goes_on(
+    capsys, monkeypatch, tmp_path, problem
+):
+    import jax
+
+    from jaxreg.lab import cli_commands, timing
+
+    cache = _a_file(tmp_path) if problem == "file" else _a_file(tmp_path) / "cache"
+    monkeypatch.setenv(timing.CACHE_DIR_ENV, str(cache))
+    monkeypatch.delenv(timing.NO_CACHE_ENV, raising=False)
+    before = jax.config.jax_compilation_cache_dir
+    cli_commands.compile_cache(off=False)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "jaxreg: warning: compilation cache folder" in err
+    assert str(cache) in err and "running without the cache" in err
+    assert not jax.config.jax_enable_compilation_cache
+    assert jax.config.jax_compilation_cache_dir == before
+    # The run itself goes on.
+    assert cli.main([*NO_FM, "--out", str(tmp_path / "o")]) == 0
+
+
+def test_compare_subcommand_is_wired(capsys):
+    pytest.importorskip("jaxreg.lab.compare_cli")
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["compare", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("SPEC.py", "--dtype", "--epochs", "--seeds", "--out", "--overwrite"):
+        assert flag in out

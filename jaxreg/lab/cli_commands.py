@@ -18,6 +18,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from jaxreg.lab import cli_values as values
 
 # The experiments that read Fashion-MNIST, so the only ones --data-dir / --train-size /
@@ -134,25 +136,46 @@ def seeds_memory_error(config: dict, seeds: int, dtype: str, test_size: int | No
     )
 
 
-def _seed_bytes(config: dict, dtype: str, test_size: int | None) -> int:
+def _seed_bytes(config: Any, dtype: str, test_size: int | None) -> int:
     import jax
     import jax.numpy as jnp
 
-    from jaxreg import models
-
-    spec = dict(config["model"])
-    module = getattr(models, spec.pop("name"))(**spec)
-    inputs = int(spec.get("num_inputs", 1))
+    module, shape, batch = _model_and_batch(config)
     keys = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
-    shapes = jax.eval_shape(lambda: module.init(keys, jnp.zeros((1, inputs))))
+    shapes = jax.eval_shape(lambda: module.init(keys, jnp.zeros((1, *shape))))
     leaves = jax.tree.leaves(shapes)
     n_params = sum(leaf.size for leaf in leaves)
     widths = sum(leaf.shape[-1] for leaf in leaves if leaf.ndim >= 2) or 1
-    data = config.get("data")
-    batch = config.get("batch_size") or (data.get("n_samples", 1) if isinstance(data, dict) else 1)
+    inputs = int(np.prod(shape))
     evaluated = min(2000, test_size or 10000)
     floats = 4 * n_params + 4 * batch * (widths + inputs) + 2 * evaluated * widths
     return floats * (8 if dtype == "float64" else 4)
+
+
+def _model_and_batch(config: Any) -> tuple[Any, tuple[int, ...], int]:
+    """The Flax module, one example's input shape and the batch size of an experiment config
+    (a :class:`jaxreg.lab.spec.Spec`, or the older dict with ``model: {name, ...}``)."""
+    if isinstance(config, dict):
+        from jaxreg import models
+
+        spec = dict(config["model"])
+        module = getattr(models, spec.pop("name"))(**spec)
+        data = config.get("data")
+        batch = config.get("batch_size") or (
+            data.get("n_samples", 1) if isinstance(data, dict) else 1
+        )
+        return module, (int(spec.get("num_inputs", 1)),), int(batch)
+    from jaxreg.lab.spec import Data, linen_model
+
+    module = linen_model(config.model, config.model_kwargs)
+    if isinstance(config.data, Data):
+        shape = {"flat": (784,), "nhwc": (28, 28, 1), "nchw": (1, 28, 28)}[config.data.layout]
+        n_train = config.data.train_size or 60000
+    else:  # a callable returning arrays (seed 002's 20 points): small by construction
+        arrays = config.data()
+        x = arrays.x_train if hasattr(arrays, "x_train") else arrays[0]
+        shape, n_train = tuple(np.shape(x)[1:]), len(x)
+    return module, shape, int(config.batch_size or n_train)
 
 
 def run_or_main(parser, args: argparse.Namespace, argv: list[str], recipes) -> int:
