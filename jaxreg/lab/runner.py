@@ -578,6 +578,7 @@ class Runner:
         streams: Callable[[Any, int, Any], Any] | None = None,
         nets: dict | None = None,
         seed_offset: int = 0,
+        on_epoch: Callable[[Any, int, dict], None] | None = None,
     ) -> list[Run]:
         """Trains a variant in torch, derived from the spec: one run per seed, in turn.
 
@@ -597,6 +598,8 @@ class Runner:
           nets: a dict to keep each seed's twin in and continue it on a later call (a seed
             quirk: ``--faithful`` weight decay trains one network through its variants).
           seed_offset: added to the torch seed (generator and global RNG).
+          on_epoch: ``on_epoch(net, epoch, metrics)`` after every epoch of a role-``"run"``
+            training (e.g. to record the twin's predictions).
 
         Returns:
           A list of :class:`Run`, noise samples (role ``"noise"``) after each seed's run.
@@ -633,7 +636,15 @@ class Runner:
                     net = torch_twin(spec, v, params, self.dtype)
                     if nets is not None:
                         nets[(seed, role)] = net
-                hist = self._torch_train(net, hp, params, seed + seed_offset, source, train)
+                hook = None
+                if on_epoch is not None and role == "run":
+
+                    def hook(epoch, metrics, net=net):
+                        on_epoch(net, epoch, metrics)
+
+                hist = self._torch_train(
+                    net, hp, params, seed + seed_offset, source, train, hook
+                )
                 wall = time.perf_counter() - start
                 step = hist.pop("step_loss")
                 runs.append(
@@ -656,7 +667,7 @@ class Runner:
                     self._tick(self.epochs)
         return runs
 
-    def _torch_train(self, net, hp, params, seed, streams, train):
+    def _torch_train(self, net, hp, params, seed, streams, train, on_epoch=None):
         import torch
 
         from jaxreg.torch_ref import engine as torch_engine
@@ -681,6 +692,9 @@ class Runner:
             loss=spec.loss,
             weight_names=weight_names,
             activity=torch_activity(spec, hp),
+            shuffle=cfg.shuffle,
+            eval_every=cfg.eval_every,
+            on_epoch=on_epoch,
         )
 
 

@@ -187,6 +187,8 @@ def train_classifier(
     loss: str = "cross_entropy",
     weight_names: Collection[str] | None = None,
     activity: Callable[[tuple[torch.Tensor, ...]], torch.Tensor] | None = None,
+    shuffle: bool = True,
+    eval_every: int = 1,
 ) -> dict[str, list[Any]]:
     """Minibatch training: d2l's ``train_ch3`` with the seeds' settings, the one torch loop.
 
@@ -221,6 +223,9 @@ def train_classifier(
         every parameter with ``ndim >= 2``.
       activity: ``activity(outputs) -> scalar tensor`` added to the objective: the activation
         penalties on the model's extra outputs (a model returning ``(out, act_1, ...)``).
+      shuffle: reshuffle every epoch (False: the data's order, seed 002's full batch).
+      eval_every: evaluate after epoch ``e`` when ``e % eval_every == 0`` and after the last
+        (``test_*`` are NaN on the others), as the engine does.
 
     Returns:
       ``{metric: [value per epoch]}`` for every name in ``METRICS`` plus ``epoch_time``, and
@@ -238,6 +243,8 @@ def train_classifier(
     """
     if loss not in LOSSES:
         raise ValueError(f"loss={loss!r}: allowed values are {LOSSES}")
+    if not isinstance(eval_every, int) or eval_every < 1:
+        raise ValueError(f"eval_every={eval_every!r}: expected a positive int")
     if matched is not None and eval_dropout:
         raise ValueError(
             "matched=...: evaluation with dropout active (eval_dropout=True) would draw masks "
@@ -257,8 +264,12 @@ def train_classifier(
         loss_sum = objective_sum = 0.0
         correct = seen = 0
         step_losses: list[float] = []
-        if matched is None:
+        if matched is None and shuffle:
             batches = shuffled_batches(len(x_train), batch_size, generator, drop_last)
+        elif matched is None:
+            stop = len(x_train) - len(x_train) % batch_size if drop_last else len(x_train)
+            order = torch.arange(len(x_train))
+            batches = [order[i : i + batch_size] for i in range(0, stop, batch_size)]
         else:
             order = torch.from_numpy(np.array(matched.order(epoch), np.int64))
             batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
@@ -280,7 +291,7 @@ def train_classifier(
             objective_sum += objective.item() * len(index)
             correct += _correct(loss, out, yb)
             seen += len(index)
-        if test is not None:
+        if test is not None and (epoch % eval_every == 0 or epoch == epochs - 1):
             test_loss, test_acc = evaluate(
                 model, x_test, y_test, dropout_active=eval_dropout, loss=loss
             )

@@ -1,11 +1,13 @@
 """mc-dropout (seed 001): Monte-Carlo averaging of M dropout passes vs weight scaling.
 
-Seed 001's ``TwoLayerNet`` (784-128-10, dropout 0.5, log_softmax) is trained on Fashion-MNIST
-(JAX: ``jaxreg.lab.engine`` with the NLL loss; torch: the twin with ``torch.optim.SGD``, from the
-same initial weights). At test time it is evaluated two ways: the deterministic pass (inverted
-dropout already scaled the kept units by 1/keep during training, which is "weight scaling"),
-and the mean of the softmax over M stochastic passes (``jaxreg.mc_dropout_predict``; torch: M
-passes in ``train()`` mode). For each: test accuracy and the mean predictive variance.
+Seed 001's ``TwoLayerNet`` (784-128-10, dropout 0.5, log_softmax) is trained on Fashion-MNIST by
+:mod:`jaxreg.lab.runner` from the spec ``experiments/mc_dropout.py`` (the NLL loss in both
+frameworks, SGD, the same initial weights). At test time it is evaluated two ways: the
+deterministic pass (inverted dropout already scaled the kept units by 1/keep during training,
+which is "weight scaling"), and the mean of the softmax over M stochastic passes
+(``jaxreg.mc_dropout_predict``; torch: M passes in ``train()`` mode). For each: test accuracy
+and the mean predictive variance. ``--faithful`` (the seed's always-on ``F.dropout``) is the
+quirk this recipe keeps.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from jaxreg.lab import plots
 from jaxreg.lab.recipes._common import Context, Outcome
-from jaxreg.lab.recipes._sides import JaxRunner, fashion_mnist, final, history, torch_twin
+from jaxreg.lab.recipes._sides import final, spec_runner
 
 CHUNK = 2500
 
@@ -55,80 +57,64 @@ def _jax_deterministic(model, params, x, key) -> np.ndarray:
 
 def run(ctx: Context) -> Outcome:
     """Trains TwoLayerNet in each framework, then compares the test-time estimators."""
+    import functools
+
     import jax
 
-    from jaxreg import models
-    from jaxreg.lab import engine
-
-    cfg = ctx.config
-    data = fashion_mnist(ctx)
+    spec = ctx.config
     epochs = ctx.epochs()
     faithful = ctx.options.faithful
-    model_kw = {k: v for k, v in cfg["model"].items() if k != "name"}
-    model_kw.update(dropout_rate=cfg["dropout_rate"], always_dropout=faithful)
-    model = models.TwoLayerNet(**model_kw)
-    config = engine.TrainConfig(
-        model=model,
-        loss="nll",
-        optimizer="sgd",
-        lr=cfg["lr"],
-        batch_size=cfg["batch_size"],
-        epochs=epochs,
-    )
-    train = engine.make_train(config, data)
-    key = jax.random.key(ctx.options.seed)
-    eval_key = jax.random.fold_in(key, 7)
+    if faithful:
+        # The seed's quirk: its F.dropout never turns off (both twins take always_dropout).
+        spec = spec.replace(
+            model=spec.model.clone(always_dropout=True),
+            torch_model=functools.partial(spec.torch_model, always_dropout=True),
+        )
+        ctx.config = spec
+    variant = spec.variants[0]
+    bar = ctx.progress(len(ctx.frameworks) * epochs, "mc-dropout")
+    runner = spec_runner(ctx, bar)
+    data = runner.data.jax
+    model = runner.train(variant).config.model
+    seed = ctx.options.seed
+    eval_key = jax.random.fold_in(jax.random.key(seed), 7)
     y_test = np.asarray(data.y_test)
     estimates: dict[str, dict[str, tuple[np.ndarray, np.ndarray | None, float]]] = {}
-    bar = ctx.progress(len(ctx.frameworks) * epochs, "mc-dropout")
     train_rows: dict[str, tuple] = {}
+    mc_samples = spec.meta["mc_samples"]
 
     if "jax" in ctx.frameworks:
-        result, wall, compile_s = JaxRunner().run(train, key)
-        hist = history(result)
-        ctx.recorder.add_history("training", "jax", hist)
-        bar.update(epochs)
+        (run,) = runner.run_jax(variant, [seed])
+        ctx.recorder.add_history("training", "jax", run.history)
+        params = run.extra.params
         start = time.perf_counter()
-        probs = _jax_deterministic(model, result.params, data.x_test, eval_key)
+        probs = _jax_deterministic(model, params, data.x_test, eval_key)
         est = {"deterministic": (probs, None, time.perf_counter() - start)}
-        for m in cfg["mc_samples"]:
+        for m in mc_samples:
             start = time.perf_counter()
-            mean, var = _jax_mc(model, result.params, data.x_test, eval_key, m)
+            mean, var = _jax_mc(model, params, data.x_test, eval_key, m)
             est[f"MC M={m}"] = (mean, var, time.perf_counter() - start)
         estimates["jax"] = est
-        train_rows["jax"] = (hist, wall, compile_s)
+        train_rows["jax"] = (run.history, run.wall_s, run.compile_s)
 
     if "torch" in ctx.frameworks:
         import torch
 
         from jaxreg.torch_ref import engine as torch_engine
 
-        net = torch_twin("TwoLayerNet", train.init(key).params, **model_kw)
-        start = time.perf_counter()
-        hist = torch_engine.train_classifier(
-            net,
-            torch.optim.SGD(net.parameters(), lr=cfg["lr"]),
-            (data.x_train, data.y_train),
-            (data.x_test, data.y_test),
-            epochs=epochs,
-            batch_size=cfg["batch_size"],
-            seed=ctx.options.seed,
-            eval_dropout=faithful,
-            progress=bar,
-        )
-        train_rows["torch"] = (hist, time.perf_counter() - start, None)
-        ctx.recorder.add_history("training", "torch", hist)
-        x_test = torch_engine.to_tensor(data.x_test, torch.float32)
+        (run,) = runner.run_torch(variant, [seed])
+        net = run.extra
+        train_rows["torch"] = (run.history, run.wall_s, None)
+        ctx.recorder.add_history("training", "torch", run.history)
+        x_test = torch_engine.to_tensor(runner.data.torch.x_test, torch.float32)
         start = time.perf_counter()
         net.eval()
         with torch.no_grad():
             probs = torch.exp(net(x_test)).numpy()
         est = {"deterministic": (probs, None, time.perf_counter() - start)}
-        for m in cfg["mc_samples"]:
+        for m in mc_samples:
             start = time.perf_counter()
-            mean, var = torch_engine.mc_dropout_predict(
-                net, x_test, num_samples=m, seed=ctx.options.seed + 1
-            )
+            mean, var = torch_engine.mc_dropout_predict(net, x_test, num_samples=m, seed=seed + 1)
             est[f"MC M={m}"] = (mean, var, time.perf_counter() - start)
         estimates["torch"] = est
     bar.close()
@@ -149,19 +135,19 @@ def run(ctx: Context) -> Outcome:
                 test=acc,
                 wall_s=wall,
                 compile_s=compile_s,
-                seed_figure=cfg["seed_figure"],
+                seed_figure=variant.meta["seed_figure"],
                 detail=detail,
             )
     plot = plots.plot_learning_curves(
         ctx.run_dir / "learning_curves.png",
         ctx.recorder.histories,
-        ("train_loss", "test_acc"),
+        spec.plots,
         title="TwoLayerNet training (seed 001): JAX solid, torch dashed",
     )
     notes = [
-        f"Training: TwoLayerNet, dropout {cfg['dropout_rate']}, NLL on log_softmax, SGD lr "
-        f"{cfg['lr']}, batch {cfg['batch_size']}, {epochs} epochs (the seed gives no training "
-        "recipe for it; this is the dropout experiment's). `wall s` / `compile s` are the "
+        f"Training: TwoLayerNet, dropout {spec.model.dropout_rate}, NLL on log_softmax, SGD "
+        f"lr {spec.optimizer.lr}, batch {spec.batch_size}, {epochs} epochs (the seed gives no "
+        "training recipe for it; this is the dropout experiment's). `wall s` / `compile s` are the "
         "training's; `detail` has each estimator's evaluation time.",
         "Predictive variance: the variance of the softmax probabilities over the M passes, "
         "averaged over classes and test examples (0 for M = 1 and for the deterministic pass).",

@@ -1,12 +1,16 @@
 """overfit (seed 002): 20 noisy points, net_overfitting vs net_dropped, fit curves every 50 epochs.
 
-JAX: ``jaxreg.models.RegressionNet`` trained full-batch by ``jaxreg.lab.engine`` (MSE, Adam), with
-parameter snapshots at the evaluation epochs from which the fit curves are drawn. torch: the
-twin ``nn.Sequential`` nets with ``torch.optim.Adam`` from the same initial weights. Both train
-on the same points (``jaxreg.lab.data.regression_data``).
+The spec (``experiments/overfit.py``) is trained by :mod:`jaxreg.lab.runner`: JAX's
+``jaxreg.models.RegressionNet`` full-batch through the engine (MSE, Adam) with parameter
+snapshots at the evaluation epochs, from which the fit curves are drawn; torch's twin
+``nn.Sequential`` nets with ``torch.optim.Adam`` from the same initial weights through the one
+torch loop (full batch, unshuffled, evaluated every 50 epochs), whose eval-mode predictions at
+those epochs draw its fit curves. Both train on the same points.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -14,22 +18,36 @@ from jaxreg.lab import plots as plot_mod
 from jaxreg.lab import report
 from jaxreg.lab.recipes._common import Context, Outcome
 from jaxreg.lab.recipes._sides import (
-    JaxRunner,
     final,
-    history,
     record_histories,
+    record_noise,
     seed_mean,
     seeds_detail,
-    torch_runs,
-    torch_twin,
+    spec_runner,
 )
 
 
-def _jax_fits(model, train, result, x_test) -> dict[str, list]:
+def _torch_fit(predictions: dict, x_test, net, epoch: int, metrics: dict) -> None:
+    """After an evaluated epoch, the twin's eval-mode predictions (the seed's fit curves)."""
+    import torch
+
+    if not np.isfinite(metrics["test_loss"]):
+        return
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        dtype = next(net.parameters()).dtype
+        pred = net(torch.from_numpy(np.array(x_test)).to(dtype)).numpy().reshape(-1).copy()
+    net.train(was_training)
+    predictions.setdefault(id(net), []).append((epoch, pred, metrics["test_loss"]))
+
+
+def _jax_fits(model, train, result, data) -> dict[str, list]:
     import jax
 
     epochs = train.snapshot_epochs.tolist()
     # One compiled call over the stacked snapshots (eager applies would compile op by op).
+    x_test = data.x_test
     apply = jax.jit(jax.vmap(lambda p: model.apply({"params": p}, x_test, deterministic=True)))
     preds = np.asarray(apply(result.snapshots)).reshape(len(epochs), -1)
     losses = np.asarray(result.metrics["test_loss"])[epochs].tolist()
@@ -38,82 +56,46 @@ def _jax_fits(model, train, result, x_test) -> dict[str, list]:
 
 def run(ctx: Context) -> Outcome:
     """Trains both nets in each framework; records losses, fit curves and learning curves."""
-
-    from jaxreg import models
-    from jaxreg.lab import engine
-    from jaxreg.lab.data import regression_data
-
-    cfg = ctx.config
-    dcfg = cfg["data"]
-    data = regression_data(dcfg["seed"], n_samples=dcfg["n_samples"], noise=dcfg["noise"])
+    spec = ctx.config
+    opts = ctx.options
     epochs = ctx.epochs()
-    every = min(cfg["eval_every"], epochs)
-    runner = JaxRunner()
+    every = min(spec.eval_every, epochs)
     fits: dict[str, dict] = {}
     mean_eval: dict[tuple[str, str], float | None] = {}
-    runs = len(cfg["variants"]) * len(ctx.frameworks) * ctx.options.seeds
+    runs = len(spec.variants) * len(ctx.frameworks) * opts.seeds
     bar = ctx.progress(runs * epochs, "overfit")
-    for variant in cfg["variants"]:
-        name, rate = variant["name"], variant["dropout_rate"]
-        model_kw = {"hidden": cfg["model"]["hidden"], "dropout_rate": rate}
-        model = models.RegressionNet(**model_kw)
-        config = engine.TrainConfig(
-            model=model,
-            loss="mse",
-            optimizer="adam",
-            lr=variant["lr"],
-            batch_size=None,
-            epochs=epochs,
-            shuffle=False,
-            eval_every=every,
-            snapshot_every=every,
-            dtype=ctx.options.dtype,
-        )
-        train = engine.make_train(config, data)
-        hp = {"lr": variant["lr"]}
+    # Seed 002 evaluates every 50 epochs: the engine keeps the parameters of those epochs too.
+    runner = spec_runner(ctx, bar, eval_every=every, snapshot_every=every)
+    data = runner.data.jax
+    for variant in spec.variants:
+        name = variant.name
         rows = {}
         if "jax" in ctx.frameworks:
-            results, wall, compile_s = runner.run_seeds(train, ctx.options.seed_list, hp)
-            fits[f"{name} (jax)"] = _jax_fits(model, train, results[0], data.x_test)
-            rows["jax"] = ([history(r) for r in results], wall, compile_s)
-            bar.update(epochs * len(results))
+            done = runner.run_jax(variant, opts.seed_list)
+            train = runner.train(variant)
+            fits[f"{name} (jax)"] = _jax_fits(train.config.model, train, done[0].extra, data)
+            rows["jax"] = ([r.history for r in done], done[0].wall_s, done[0].compile_s)
         if "torch" in ctx.frameworks:
-
-            def run_one(params, seed, streams, dtype, lr=variant["lr"], rate=rate):
-                import torch
-
-                from jaxreg.torch_ref import engine as torch_engine
-
-                net = torch_twin(
-                    "RegressionNet", params, hidden=cfg["model"]["hidden"], dropout_rate=rate
-                ).to(dtype)
-                return torch_engine.train_regression(
-                    net,
-                    torch.optim.Adam(net.parameters(), lr=lr),
-                    (data.x_train, data.y_train),
-                    (data.x_test, data.y_test),
-                    epochs=epochs,
-                    eval_every=every,
-                    seed=seed,
-                    progress=bar,
-                    matched=streams,
-                    dtype=dtype,
-                )
-
-            def to_history(out):
-                test_loss = [float("nan")] * epochs
-                for e, loss in zip(out["eval_epochs"], out["test_loss"], strict=True):
-                    test_loss[e] = loss
-                return {"train_loss": out["train_loss"], "test_loss": test_loss}
-
-            outs, wall = torch_runs(ctx, train, hp, run_one, variant=name, to_history=to_history)
-            hists = [to_history(out) for out in outs]
+            predictions: dict[int, list] = {}
+            done = runner.run_torch(
+                variant,
+                opts.seed_list,
+                matched=opts.matched,
+                noise=True,
+                on_epoch=functools.partial(_torch_fit, predictions, data.x_test),
+            )
+            for r in done:
+                # Seed 002's loop reports the two losses only.
+                r.history = {k: r.history[k] for k in ("train_loss", "test_loss")}
+            record_noise(ctx, done)
+            main = [r for r in done if r.role == "run"]
+            fit = predictions[id(main[0].extra)]
             fits[f"{name} (torch)"] = {
-                "epochs": outs[0]["eval_epochs"],
-                "pred": outs[0]["test_pred"],
-                "loss": outs[0]["test_loss"],
+                "epochs": [e for e, _, _ in fit],
+                "pred": [p for _, p, _ in fit],
+                "loss": [loss for _, _, loss in fit],
             }
-            rows["torch"] = (hists, wall, None)
+            rows["torch"] = ([r.history for r in main], sum(r.wall_s for r in main), None)
         for fw, (hists, wall, compile_s) in rows.items():
             record_histories(ctx, name, fw, hists)
             means = []
@@ -138,7 +120,7 @@ def run(ctx: Context) -> Outcome:
                 test=seed_mean([final(h["test_loss"]) for h in hists]),
                 wall_s=wall,
                 compile_s=compile_s,
-                seed_figure=variant["seed_figure"],
+                seed_figure=variant.meta.get("seed_figure"),
                 detail=detail,
             )
     bar.close()
@@ -160,8 +142,9 @@ def run(ctx: Context) -> Outcome:
             title="overfit (seed 002): JAX solid, torch dashed",
         ),
     ]
-    plain = next(v["name"] for v in cfg["variants"] if v["dropout_rate"] is None)
-    dropped = next(v["name"] for v in cfg["variants"] if v["dropout_rate"] is not None)
+    plain = next(v.name for v in spec.variants if v.meta["dropout_rate"] is None)
+    dropped = next(v.name for v in spec.variants if v.meta["dropout_rate"] is not None)
+    dcfg = spec.meta["data"]
     lower = []
     for fw in ctx.frameworks:
         loss_drop, loss_plain = mean_eval.get((dropped, fw)), mean_eval.get((plain, fw))
