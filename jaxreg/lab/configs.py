@@ -40,7 +40,7 @@ def experiments_dir() -> Path:
     )
 
 
-def load_config_file(path: str | Path, *, name: str = "config") -> dict[str, Any]:
+def load_config_file(path: str | Path, *, name: str = "config") -> Any:
     """Runs ``get_config()`` of a config file and returns its data.
 
     Args:
@@ -48,7 +48,8 @@ def load_config_file(path: str | Path, *, name: str = "config") -> dict[str, Any
       name: a label for the module (error messages, ``sys.modules`` hygiene).
 
     Returns:
-      What ``get_config()`` returns (a dict).
+      What ``get_config()`` returns (a :class:`jaxreg.lab.spec.Spec` for the experiments, a
+      dict for the sweep presets).
 
     Raises:
       FileNotFoundError: ``path`` does not exist.
@@ -57,7 +58,7 @@ def load_config_file(path: str | Path, *, name: str = "config") -> dict[str, Any
         callable ``get_config``.
 
     Example:
-      >>> load_config_file(experiments_dir() / "dropout.py")["lr"]
+      >>> load_config_file(experiments_dir() / "dropout.py").optimizer.lr
       0.5
     """
     path = Path(path)
