@@ -56,6 +56,7 @@ class Run:
         torch, ``epoch_time``).
       step_loss: ``[epochs, steps]`` float64 array of each step's data loss before its update,
         or None when the run did not record it.
+      step_objective: the same for the objective (loss plus penalties).
       params: the final parameters (JAX: a pytree of NumPy arrays; torch: a ``state_dict`` of
         NumPy arrays), or None.
       wall_s: seconds training took (compilation excluded), None when not timed.
@@ -71,6 +72,7 @@ class Run:
     matched: bool
     history: dict[str, list[float]]
     step_loss: np.ndarray | None = None
+    step_objective: np.ndarray | None = None
     params: Any = None
     wall_s: float | None = None
     compile_s: float | None = None
@@ -261,8 +263,8 @@ def history(result) -> dict[str, list[float]]:
     return out
 
 
-def _step_loss(metrics: Mapping[str, Any]) -> np.ndarray | None:
-    value = metrics.get("step_loss")
+def _steps(metrics: Mapping[str, Any], name: str) -> np.ndarray | None:
+    value = metrics.get(name)
     return None if value is None else np.asarray(value, np.float64)
 
 
@@ -425,7 +427,9 @@ def torch_penalty(
 
 
 def torch_activity(spec: Spec, hparams: Mapping[str, float]) -> Callable[[Any], Any] | None:
-    """The activation penalties of ``spec`` on the twin's extra outputs (None without any)."""
+    """The activation penalties of ``spec`` on the twin's extra outputs (None without any):
+    ``outputs -> [strength * term(outputs[index]), ...]``, which the torch loop adds to the
+    objective one by one."""
     if not spec.activity:
         return None
     from jaxreg.torch_ref import penalties as torch_penalties
@@ -435,10 +439,10 @@ def torch_activity(spec: Spec, hparams: Mapping[str, float]) -> Callable[[Any], 
         for a in spec.activity
     ]
 
-    def total(outputs):
-        return sum(strength * term(outputs[index]) for index, strength, term in terms)
+    def each(outputs):
+        return [strength * term(outputs[index]) for index, strength, term in terms]
 
-    return total
+    return each
 
 
 def torch_twin(spec: Spec, variant: Variant, params: Any, dtype: str):
@@ -559,7 +563,8 @@ class Runner:
                     train.config.dtype,
                     False,
                     history(result),
-                    _step_loss(result.metrics),
+                    _steps(result.metrics, "step_loss"),
+                    _steps(result.metrics, "step_objective"),
                     jax.device_get(result.params),
                     wall,
                     compile_s,
@@ -646,7 +651,7 @@ class Runner:
                     net, hp, params, seed + seed_offset, source, train, hook
                 )
                 wall = time.perf_counter() - start
-                step = hist.pop("step_loss")
+                step, step_objective = hist.pop("step_loss"), hist.pop("step_objective")
                 runs.append(
                     Run(
                         v.name,
@@ -656,6 +661,7 @@ class Runner:
                         shared is not None,
                         hist,
                         np.asarray(step, np.float64),
+                        np.asarray(step_objective, np.float64),
                         {k: t.detach().cpu().numpy() for k, t in net.state_dict().items()},
                         wall if role == "run" else None,
                         None,

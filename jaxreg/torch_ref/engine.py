@@ -24,7 +24,7 @@ This module imports torch at the top: ``import jaxreg`` never imports it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -186,7 +186,7 @@ def train_classifier(
     dtype: torch.dtype = torch.float32,
     loss: str = "cross_entropy",
     weight_names: Collection[str] | None = None,
-    activity: Callable[[tuple[torch.Tensor, ...]], torch.Tensor] | None = None,
+    activity: Callable[[tuple[torch.Tensor, ...]], Sequence[torch.Tensor]] | None = None,
     shuffle: bool = True,
     eval_every: int = 1,
 ) -> dict[str, list[Any]]:
@@ -221,16 +221,18 @@ def train_classifier(
       loss: the batch loss, one of :data:`LOSSES`.
       weight_names: the parameters ``weight_norm`` covers (the optimizer's decay mask); None:
         every parameter with ``ndim >= 2``.
-      activity: ``activity(outputs) -> scalar tensor`` added to the objective: the activation
-        penalties on the model's extra outputs (a model returning ``(out, act_1, ...)``).
+      activity: ``activity(outputs) -> [scalar tensor, ...]``: the activation penalties on the
+        model's extra outputs (a model returning ``(out, act_1, ...)``), added to the objective
+        one after another (seed 001's ``CE + l1 + l2``).
       shuffle: reshuffle every epoch (False: the data's order, seed 002's full batch).
       eval_every: evaluate after epoch ``e`` when ``e % eval_every == 0`` and after the last
         (``test_*`` are NaN on the others), as the engine does.
 
     Returns:
       ``{metric: [value per epoch]}`` for every name in ``METRICS`` plus ``epoch_time``, and
-      ``step_loss``: per epoch, the list of each step's data loss measured before its update
-      (``loss.item()``, the engine's ``metrics["step_loss"]``).
+      ``step_loss`` / ``step_objective``: per epoch, the list of each step's data loss and
+      objective measured before its update (``loss.item()``, the engine's
+      ``metrics["step_loss"]`` / ``["step_objective"]``).
 
     Example:
       >>> net = torch.nn.Linear(4, 2)
@@ -256,7 +258,8 @@ def train_classifier(
     x_train, y_train = to_tensor(train[0], dtype), to_tensor(train[1], label_dtype)
     if test is not None:
         x_test, y_test = to_tensor(test[0], dtype), to_tensor(test[1], label_dtype)
-    history: dict[str, list[Any]] = {name: [] for name in (*METRICS, "epoch_time", "step_loss")}
+    steps = ("step_loss", "step_objective")
+    history: dict[str, list[Any]] = {name: [] for name in (*METRICS, "epoch_time", *steps)}
     replay = _Replayer(matched)
     for epoch in range(epochs):
         start_time = time.perf_counter()
@@ -264,6 +267,7 @@ def train_classifier(
         loss_sum = objective_sum = 0.0
         correct = seen = 0
         step_losses: list[float] = []
+        step_objectives: list[float] = []
         if matched is None and shuffle:
             batches = shuffled_batches(len(x_train), batch_size, generator, drop_last)
         elif matched is None:
@@ -281,14 +285,16 @@ def train_classifier(
             data_loss = batch_loss(loss, out, yb)
             objective = data_loss + penalty(model) if penalty is not None else data_loss
             if activity is not None:
-                objective = objective + activity(outputs)
+                for term in activity(outputs):
+                    objective = objective + term
             optimizer.zero_grad()
             objective.backward()
             optimizer.step()
-            value = data_loss.item()
+            value, total = data_loss.item(), objective.item()
             step_losses.append(value)
+            step_objectives.append(total)
             loss_sum += value * len(index)
-            objective_sum += objective.item() * len(index)
+            objective_sum += total * len(index)
             correct += _correct(loss, out, yb)
             seen += len(index)
         if test is not None and (epoch % eval_every == 0 or epoch == epochs - 1):
@@ -314,6 +320,7 @@ def train_classifier(
         for name, value in metrics.items():
             history[name].append(value)
         history["step_loss"].append(step_losses)
+        history["step_objective"].append(step_objectives)
         if progress is not None:
             progress.update(1)
         if on_epoch is not None:

@@ -1,12 +1,13 @@
 """activity (seed 001): L1 on layer1_out and an L2 norm on layer2_out, SGD 1e-4, 1000 steps.
 
 Each step sees a fresh ``rand(4, 128)`` batch with all targets 1, as in the seed. The batches are
-drawn once in JAX and fed to both frameworks. JAX: every step is the engine's step entry point
-(``Train.step`` on the given batch, with the engine's ``activity=(("l1", 1), ("l2_norm", 2))``
-penalties), scanned over the batches: the whole run is one compiled computation. torch: seed
-001's loop with its verbatim penalty functions from ``jaxreg.torch_ref.penalties``. Without
-``--faithful`` one model is trained through all steps (both frameworks from the same initial
-weights); with it both re-create the model and optimizer every step, as the seed does.
+drawn once in JAX from the run's seed and fed to both frameworks as one unshuffled pass of batch
+4 over the spec ``experiments/activity.py``, trained by :mod:`jaxreg.lab.runner`: the engine's
+activity penalties (``Activity("l1", 1)``, ``Activity("l2_norm", 2)``) and, derived from the
+same spec, the torch loop with seed 001's penalty formulas; the per-step losses are the runs'
+``step_objective``. Both start from the same initial weights. ``--faithful`` is the seed quirk
+this recipe keeps: both re-create the model and optimizer every step (JAX: ``Train.step`` from a
+fresh init in one scan; torch: seed 001's loop, ``train_activity``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import numpy as np
 
 from jaxreg.lab import plots
 from jaxreg.lab.recipes._common import Context, Outcome
-from jaxreg.lab.recipes._sides import torch_twin
 
 
 def _jax_losses(train, batches, key, hp, faithful: bool):
@@ -50,65 +50,71 @@ def run(ctx: Context) -> Outcome:
     """Runs the activity-penalty loop in each framework and plots the loss per step."""
     import jax
 
-    from jaxreg import models
-    from jaxreg.lab import engine
+    from jaxreg.lab import runner as runner_mod
 
-    cfg = ctx.config
-    steps = ctx.epochs("steps")
-    faithful = ctx.options.faithful
-    key = jax.random.key(ctx.options.seed)
-    batches = jax.random.uniform(jax.random.fold_in(key, 1), (steps, cfg["batch_size"], 128))
-    first = {"x_train": np.asarray(batches[0]), "y_train": np.ones(cfg["batch_size"], np.int32)}
-    config = engine.TrainConfig(
-        model=models.ActivityMLP(),
-        loss="cross_entropy",
-        optimizer="sgd",
-        lr=cfg["lr"],
-        batch_size=cfg["batch_size"],
-        epochs=1,
-        shuffle=False,
-        activity=tuple((kind, index) for kind, index in cfg["activity"]),
-    )
-    train = engine.make_train(config, first)
-    hp = train.normalize_hparams(
-        {"lr": cfg["lr"], "act_l1": cfg["lambda1"], "act_l2": cfg["lambda2"]}
-    )
+    spec = ctx.config
+    opts = ctx.options
+    steps = int(opts.epochs or spec.meta["steps"])
+    faithful = opts.faithful
+    key = jax.random.key(opts.seed)
+    batches = jax.random.uniform(jax.random.fold_in(key, 1), (steps, spec.batch_size, 128))
+    # One pass over the batches drawn up front, in order: step i trains on batch i.
+    flat = np.asarray(batches).reshape(-1, batches.shape[-1])
+    data = {"x_train": flat, "y_train": np.ones(len(flat), np.int32)}
+    runner = runner_mod.Runner(spec, runner_mod.Datasets(data, data), epochs=1)
+    variant = spec.variants[0]
     series: dict[str, list[float]] = {}
     runs = {}
     if "jax" in ctx.frameworks:
-        objective, ce, wall, compile_s = _jax_losses(train, batches, key, hp, faithful)
-        runs["jax"] = (objective.tolist(), ce.tolist(), wall, compile_s)
+        if faithful:
+            hp = runner.train(variant).normalize_hparams(runner.hparams(variant))
+            objective, ce, wall, compile_s = _jax_losses(
+                runner.train(variant), batches, key, hp, faithful
+            )
+            runs["jax"] = (objective.tolist(), ce.tolist(), wall, compile_s)
+        else:
+            (run,) = runner.run_jax(variant, [opts.seed])
+            runs["jax"] = (
+                run.step_objective[0].tolist(),
+                run.step_loss[0].tolist(),
+                run.wall_s,
+                run.compile_s,
+            )
     if "torch" in ctx.frameworks:
-        import torch
-
-        from jaxreg.torch_ref import engine as torch_engine
-        from jaxreg.torch_ref.models import ActivityMLP
-
-        torch.manual_seed(ctx.options.seed)
-        init_params = train.init(key, hp).params
-        make_model = ActivityMLP if faithful else (lambda: torch_twin("ActivityMLP", init_params))
         bar = ctx.progress(steps, "activity (torch)")
-        start = time.perf_counter()
-        losses = torch_engine.train_activity(
-            make_model,
-            np.asarray(batches),
-            lr=cfg["lr"],
-            lambda1=cfg["lambda1"],
-            lambda2=cfg["lambda2"],
-            faithful=faithful,
-            progress=bar,
-        )
+        if faithful:
+            # The seed's quirk: a new torch-initialized model and optimizer every step.
+            import torch
+
+            from jaxreg.torch_ref import engine as torch_engine
+            from jaxreg.torch_ref.models import ActivityMLP
+
+            torch.manual_seed(opts.seed)
+            lambdas = {a.hparam: a.strength for a in spec.activity}
+            start = time.perf_counter()
+            losses = torch_engine.train_activity(
+                ActivityMLP,
+                np.asarray(batches),
+                lr=spec.optimizer.lr,
+                lambda1=lambdas["act_l1"],
+                lambda2=lambdas["act_l2"],
+                faithful=True,
+                progress=bar,
+            )
+            runs["torch"] = (losses, None, time.perf_counter() - start, None)
+        else:
+            (run,) = runner.run_torch(variant, [opts.seed])
+            runs["torch"] = (run.step_objective[0].tolist(), None, run.wall_s, None)
         bar.close()
-        runs["torch"] = (losses, None, time.perf_counter() - start, None)
-    variant = "model per step (seed)" if faithful else "one model"
+    label = "model per step (seed)" if faithful else variant.name
     for fw, (objective, ce, wall, compile_s) in runs.items():
         hist = {"train_objective": objective}
         if ce is not None:
             hist["train_loss"] = ce
-        ctx.recorder.add_history(variant, fw, hist)
+        ctx.recorder.add_history(label, fw, hist)
         series[f"loss ({fw})"] = objective
         ctx.result(
-            variant=variant,
+            variant=label,
             framework=fw,
             metric="loss (CE + penalties), last step",
             train=objective[-1],
@@ -116,7 +122,7 @@ def run(ctx: Context) -> Outcome:
             f"{np.mean(objective[-100:]):.4f}",
             wall_s=wall,
             compile_s=compile_s,
-            seed_figure=cfg["seed_figure"],
+            seed_figure=variant.meta["seed_figure"],
         )
     plot = plots.plot_series(
         ctx.run_dir / "loss_per_step.png",
@@ -131,8 +137,9 @@ def run(ctx: Context) -> Outcome:
         for fw, r in runs.items()
     )
     notes = [
-        f"Recipe: 128-32-16-2 MLP, loss = CE(out, 1) + {cfg['lambda1']} * sum|layer1_out| + "
-        f"{cfg['lambda2']} * ||layer2_out||_2, SGD lr {cfg['lr']}, {steps} steps of a fresh "
+        f"Recipe: 128-32-16-2 MLP, loss = CE(out, 1) + {spec.activity[0].strength} * "
+        f"sum|layer1_out| + {spec.activity[1].strength} * ||layer2_out||_2, SGD lr "
+        f"{spec.optimizer.lr}, {steps} steps of a fresh "
         "uniform batch of 4 (the same batches in both frameworks).",
         "One model trained through all steps from the same initial weights in both frameworks."
         if not faithful
