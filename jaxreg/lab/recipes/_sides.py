@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 
 from jaxreg.lab.recipes._common import Context
-from jaxreg.lab.runner import JaxRunner, history  # noqa: F401 (the recipes' JAX side)
-
-
-def fashion_mnist(ctx: Context):
-    """Fashion-MNIST with ``--data-dir`` / ``--limit-train`` / ``--limit-test`` applied."""
-    from jaxreg.lab.data import load_fashion_mnist
-
-    opts = ctx.options
-    return load_fashion_mnist(opts.data_dir, train_size=opts.limit_train, test_size=opts.limit_test)
 
 
 def spec_runner(ctx: Context, progress: Any = None, **options: Any):
@@ -71,42 +61,6 @@ def record_runs(ctx: Context, runs: list, *, seed_figure: Any) -> dict[str, Any]
     )
 
 
-def torch_runs(
-    ctx: Context, train, hparams, run_one, *, variant: str, to_history=None
-) -> tuple[list[Any], float]:
-    """The torch side, one seed after another: ``([run_one(...) per seed], seconds)``.
-
-    ``run_one(params, seed, streams, dtype)`` trains the torch twin from ``params`` (the JAX
-    initialization of that seed) with torch's RNG seeded by ``seed``; ``streams`` is the seed's
-    :class:`jaxreg.lab.matched.MatchedStreams` under ``--matched`` (else None) and ``dtype``
-    the torch dtype of the run. A matched float32 run also trains each seed once more on
-    :class:`jaxreg.lab.comparison.ReorderedStreams` (float32's own noise, the bound of the
-    comparison): kept in ``ctx.runs[(variant, comparison.NOISE)]`` (through ``to_history``),
-    not timed and not in metrics.jsonl.
-    """
-    import jax
-    import torch
-
-    from jaxreg.lab import comparison, matched
-
-    opts = ctx.options
-    dtype = torch.float64 if opts.dtype == "float64" else torch.float32
-    outs, noise, wall = [], [], 0.0
-    for seed in opts.seed_list:
-        key = jax.random.key(seed)
-        streams = matched.MatchedStreams(train, key, hparams) if opts.matched else None
-        params = train.init(key).params
-        start = time.perf_counter()
-        outs.append(run_one(params, seed, streams, dtype))
-        wall += time.perf_counter() - start
-        if streams is not None and opts.dtype == "float32":
-            out = run_one(params, seed, comparison.ReorderedStreams(streams, seed), dtype)
-            noise.append(to_history(out) if to_history else out)
-    if noise:
-        ctx.runs[(variant, comparison.NOISE)] = noise
-    return outs, wall
-
-
 def record_histories(ctx: Context, variant: str, framework: str, hists: list[dict]) -> None:
     """Writes every seed's per-epoch rows and keeps them for the comparison sections.
 
@@ -133,24 +87,6 @@ def seeds_detail(ctx: Context) -> str | None:
     if len(seeds) == 1:
         return None
     return f"mean over seeds {seeds[0]}..{seeds[-1]} (n={len(seeds)}; intervals below)"
-
-
-def torch_state(params) -> dict[str, np.ndarray]:
-    """Flax params -> a torch ``state_dict`` of numpy arrays (``jaxreg.convert.flax_to_torch``)."""
-    from jaxreg import convert
-
-    return convert.flax_to_torch(params)
-
-
-def torch_twin(name: str, params=None, **kwargs):
-    """Builds the torch twin of ``jaxreg.models.<name>`` and, given Flax params, loads them."""
-    from jaxreg.torch_ref import engine as torch_engine
-    from jaxreg.torch_ref import models as torch_models
-
-    model = getattr(torch_models, name)(**kwargs)
-    if params is not None:
-        torch_engine.load_params(model, torch_state(params))
-    return model
 
 
 def final(values: list[float]) -> float | None:
