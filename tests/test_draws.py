@@ -465,3 +465,22 @@ def test_a_broadcast_draw_replays_once_per_group_only_if_shared():
     unshared = capture_draws(jnn.Dropout(0.4).apply, {}, x, False, rngs=KEY)
     with pytest.raises(UnsharedDrawError, match=r"shape \(4, 1, 5\).*shape \(4, 6, 5\)"):
         _replayed(unshared, lambda t: F.dropout(t[:, :1, :], 0.4, True), np.ones((4, 6, 5)))
+
+
+def test_keep_rows_and_reorder_rows_cut_and_permute_the_batch_axis_only():
+    from jaxreg.lab.draws import keep_rows, reorder_rows
+
+    mask = np.arange(8)[:, None] % 3 == np.arange(5)[None, :] % 3
+    draws = [
+        Draw("drop", "dropout", (8, 5), mask, 0),
+        Draw("path", "drop_path", (8,), np.arange(8) % 2 == 0, 0),
+        Draw("dc", "drop_connect", (8, 3), np.ones((8, 3), bool), 0),
+        Draw("sp", "spatial_dropout", (8,), np.arange(8) > 3, 0),  # unbatched (C,)
+    ]
+    cut = keep_rows(draws, 3, 8)
+    assert [d.shape for d in cut] == [(3, 5), (3,), (8, 3), (8,)]
+    perm = np.array([2, 0, 1])
+    moved = reorder_rows(draws, perm, 8)
+    np.testing.assert_array_equal(moved[0].value, mask[:3][perm])
+    np.testing.assert_array_equal(moved[1].value, (np.arange(3) % 2 == 0)[perm])
+    assert moved[2].value is draws[2].value and moved[3].value is draws[3].value

@@ -246,12 +246,9 @@ class _Recorder:
             self.nodes.setdefault(full, node)
 
 
-_ACTIVE = threading.local()
-_PATCH_LOCK = threading.Lock()
-
-
-def _recorder() -> _Recorder | None:
-    return getattr(_ACTIVE, "recorder", None)
+# The capture patches classes (flax's Scope.make_rng, nnx.RngStream, the known NNX layers) for
+# its duration: one capture at a time.
+_PATCH_LOCK = threading.RLock()
 
 
 def _site(path: Sequence[str], module: Any) -> str:
