@@ -100,6 +100,10 @@ def test_rerun_after_kill_9_starts_clean_and_says_so(tmp_path, capsys):
     assert manifest["status"] == "complete" and manifest["state"] == "restarted"
     assert _run_ids(out) == {manifest["run_id"]} and killed_id not in _run_ids(out)
     assert "half" not in {r["variant"] for r in _rows(out, "metrics.jsonl")}
+    # The report says it too, not only the terminal.
+    assert f"{killed_id} in {out} was killed before completing: starting clean" in (
+        (out / "report.md").read_text()
+    )
 
 
 def test_concurrent_run_is_refused_naming_the_holder(tmp_path, capsys):

@@ -175,7 +175,7 @@ def make_run_dir(
 
 def _adopt(folder: RunFolder, path: Path) -> Path:
     if path.resolve() == folder.path.resolve():
-        if getattr(folder, "_adopted", False):
+        if folder._adopted:
             raise RunFolderError(
                 f"run folder {path} is being written by run {folder.run_id} of this process: "
                 "choose another folder"
@@ -375,12 +375,22 @@ def write_report(
         parts += [f"Command: `{command}`", ""]
     parts += [format_table(rows), ""]
     parts += [note + "\n" for note in notes]
+    parts += [line + "\n" for line in _folder_lines(run_dir)]
     for plot in plots:
         name = Path(plot).name
         parts += [f"![{name}]({name})", ""]
     path = atomic_write_text(run_dir / "report.md", "\n".join(parts))
     _complete_auto(run_dir)
     return path
+
+
+def _folder_lines(run_dir: str | Path) -> list[str]:
+    # What opening the folder did (started clean after a killed run, resumed, overwrote), so the
+    # report itself says it, not only the terminal.
+    folder = run_folder.find_open(run_dir)
+    if folder is None or folder.path.resolve() != Path(run_dir).resolve():
+        return []
+    return [f"Run {folder.run_id}: {notice}." for notice in folder.notices]
 
 
 def _complete_auto(run_dir: str | Path) -> None:
@@ -510,6 +520,7 @@ def write_sweep_report(
     lines += ["", format_table(cells, columns, headers={})]
     lines += ["", "Mean +- standard deviation over seeds of the last evaluated epoch.", ""]
     lines += [*notes, ""] if notes else []
+    lines += [*_folder_lines(out), ""] if _folder_lines(out) else []
     for file_name in images:
         lines += [f"![{file_name}]({file_name})", ""]
     path = atomic_write_text(out / "report.md", "\n".join(lines))

@@ -307,6 +307,7 @@ class RunFolder:
         self.state = state
         self.notices: list[str] = []
         self.auto = auto
+        self._adopted = False  # handed to a writer by report.make_run_dir
         self._fd: int | None = fd
         self._manifest: dict[str, Any] = {}
 
