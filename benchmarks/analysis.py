@@ -375,6 +375,9 @@ def _findings(results: dict, rows: dict) -> dict[str, dict[str, Any]]:
     cnn = _cnn_finding(results, rows)
     if cnn:
         out["cnn"] = cnn
+    profile_parts = rows.get("jax_profile", {}).get("parts_ms") or {}
+    if profile_parts.get("engine_step") and profile_parts.get("gemms_only"):
+        out["step_over_matmuls"] = _step_finding(results, profile_parts)
     scan, profile = rows.get("jax_scan", {}), rows.get("jax_profile", {})
     steps, peak = scan.get("steps_per_epoch"), results["peak"]["gflops"]
     if not (peak and steps and scan.get("epoch")):
@@ -439,8 +442,6 @@ def _findings(results: dict, rows: dict) -> dict[str, dict[str, Any]]:
         }
     elif "error" in compiled:
         out["speedup_vs_torch_compile"] = {"error": compiled["error"]}
-    if parts.get("engine_step") and parts.get("gemms_only"):
-        out["step_over_matmuls"] = _step_finding(results, parts)
     sweep = _sweep_finding(results, rows, parts, scan)
     if sweep:
         out["sweep_cost"] = sweep

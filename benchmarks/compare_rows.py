@@ -267,8 +267,8 @@ def markdown(results: dict) -> str:
     ]
     for name in ROWS:
         row = results["rows"].get(name, {})
-        if "error" in row:
-            lines.append(f"| {name} | error: {row['error'][:80]} | | | |")
+        if "error" in row or "epoch_s" not in row:
+            lines.append(f"| {name} | {_status(row)} | | | |")
             continue
         lines.append(
             f"| {name} | {row.get('fixed_s', 0.0):.2f} | {row['epoch_s']:.3f} | "
@@ -288,6 +288,10 @@ def markdown(results: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _status(row: dict) -> str:
+    return f"error: {row['error'][:80]}" if "error" in row else "not run"
 
 
 def _fmt(value: float | None) -> str:

@@ -71,6 +71,17 @@ def fairness(results: dict) -> dict[str, str]:
             "CPU: peak RSS during training minus RSS just before it (sampled from /proc); "
             "GPU: torch.cuda.max_memory_allocated / JAX device memory_stats peak"
         ),
+        "cnn": (
+            f"the CNN rows train on the first {workload.get('cnn_steps')} x 64 training images, "
+            f"{workload.get('cnn_warmup_epochs')} untimed and {workload.get('cnn_epochs')} timed "
+            "epochs, from one set of initial weights (the engine's init, key 0; converted with "
+            "jaxreg.convert for torch, the first dense layer's inputs reordered from NHWC to "
+            "NCHW flattening); AdamW (decoupled decay 0.01 on every parameter, eps 1e-8) in "
+            "every framework; each library's own dropout (jaxreg SpatialDropout, Keras "
+            "SpatialDropout2D, nnx.Dropout(broadcast_dims=(1, 2)), torch Dropout2d); torch rows "
+            "set their thread count (1, or os.cpu_count()); where the engine runs a whole-epoch "
+            f"scan the epochs are {workload.get('cnn_scan_steps')} steps, scaled"
+        ),
     }
 
 
