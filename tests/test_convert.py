@@ -188,3 +188,28 @@ def test_every_torch_twin_round_trips_through_its_flax_model():
         for k, v in sd.items():
             np.testing.assert_array_equal(back[k], v.numpy())
         torch_model.load_state_dict({k: torch.from_numpy(v) for k, v in back.items()})
+
+
+def test_nested_flax_modules_match_torch_dotted_paths_through_the_templates():
+    # A residual block list: torch's blocks.0.fc1 is Flax's blocks_0/fc1 (a nested module).
+    sd = {
+        "inp.weight": np.arange(6.0).reshape(3, 2),
+        "blocks.0.fc1.weight": np.arange(9.0).reshape(3, 3),
+        "blocks.0.fc1.bias": np.ones(3),
+    }
+    template = {
+        "params": {
+            "inp": {"kernel": np.zeros((2, 3))},
+            "blocks_0": {"fc1": {"kernel": np.zeros((3, 3)), "bias": np.zeros(3)}},
+        }
+    }
+    params = torch_to_flax(sd, template=template)
+    np.testing.assert_array_equal(
+        params["params"]["blocks_0"]["fc1"]["kernel"], sd["blocks.0.fc1.weight"].T
+    )
+    back = flax_to_torch(params, template=sd)
+    assert set(back) == set(sd)
+    for key in sd:
+        np.testing.assert_array_equal(back[key], sd[key])
+    with pytest.raises(ValueError, match="missing key: Flax parameter 'blocks_0_fc1/bias'"):
+        torch_to_flax({k: v for k, v in sd.items() if k != "blocks.0.fc1.bias"}, template)

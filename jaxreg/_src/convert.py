@@ -135,6 +135,12 @@ def _unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
     return tree
 
 
+def _joined(path: tuple[str, ...]) -> tuple[str, ...]:
+    # A nested Flax module path (blocks_0/fc1/kernel) as the one module name that a torch
+    # dotted path becomes (blocks.0.fc1 -> blocks_0_fc1): how nested models are matched.
+    return path if len(path) <= 2 else ("_".join(path[:-1]), path[-1])
+
+
 def torch_to_flax(state_dict: Mapping[str, Any], template: Any = None) -> dict[str, Any]:
     """Converts a torch ``state_dict`` to a Flax parameter tree (NumPy leaves).
 
@@ -146,8 +152,14 @@ def torch_to_flax(state_dict: Mapping[str, Any], template: Any = None) -> dict[s
         state_dict: mapping from torch keys to torch tensors or arrays.
         template: optional Flax params (e.g. ``model.init(...)``, with or without the top-level
             ``"params"``, or its ``jax.eval_shape``) to check against: every template leaf must be
-            produced with the template's shape, and no key may be left over. The result is
-            wrapped in ``{"params": ...}`` when the template is.
+            produced with the template's shape, and no key may be left over. The result has the
+            template's structure: a nested module ``blocks_0/fc1`` takes torch's
+            ``blocks.0.fc1.*``. It is wrapped in ``{"params": ...}`` when the template is.
+
+    Names and shapes are all this checks: a channels-last Flax model that flattens NHWC where
+    torch flattens NCHW converts without complaint and computes something else.
+    ``jaxreg.lab.compare.check_conversion`` runs both forwards on a probe batch and names the
+    first layer whose output differs.
 
     Returns:
         A nested dict of NumPy arrays, e.g. ``{"fc1": {"kernel": ..., "bias": ...}}``.
@@ -175,7 +187,10 @@ def torch_to_flax(state_dict: Mapping[str, Any], template: Any = None) -> dict[s
     if template is None:
         return _unflatten(flat)
     inner, wrapped = _unwrap(template)
-    expected = _flatten(inner)
+    nested = _flatten(inner)
+    expected = {_joined(p): leaf for p, leaf in nested.items()}
+    if len(expected) != len(nested):
+        raise ValueError("template: two nested module paths join to the same module name")
     for path, leaf in expected.items():
         name = "/".join(path)
         if path not in flat:
@@ -196,7 +211,7 @@ def torch_to_flax(state_dict: Mapping[str, Any], template: Any = None) -> dict[s
             f"unexpected key(s) {[origin[p] for p in extra]}: their Flax paths "
             f"{['/'.join(p) for p in extra]} are not in the template"
         )
-    params = _unflatten(flat)
+    params = _unflatten({p: flat[_joined(p)] for p in nested})
     return {"params": params} if wrapped else params
 
 
@@ -211,7 +226,8 @@ def flax_to_torch(params: Mapping[str, Any], template: Mapping[str, Any] | None 
         params: Flax params, with or without the top-level ``"params"``.
         template: optional torch ``state_dict`` (or any mapping with its keys and shaped values):
             keys are then matched through :func:`flax_key` (needed for module names containing
-            ``_``), and a missing or unexpected key or a wrong shape raises.
+            ``_`` and for nested modules: ``blocks_0/fc1`` gives ``blocks.0.fc1.*``), and a
+            missing or unexpected key or a wrong shape raises.
 
     Returns:
         A dict from torch keys to NumPy arrays.
@@ -228,6 +244,7 @@ def flax_to_torch(params: Mapping[str, Any], template: Mapping[str, Any] | None 
     flat = {path: _to_numpy(v) for path, v in _flatten(inner).items()}
     if template is None:
         return {torch_key(path): _to_torch_value(path[-1], v) for path, v in flat.items()}
+    flat = {_joined(path): v for path, v in flat.items()}
     out: dict[str, np.ndarray] = {}
     for key, ref in template.items():
         path = flax_key(key, len(ref.shape))
