@@ -194,6 +194,11 @@ def test_the_derived_torch_side_computes_what_jax_computes_float64():
         jax_run = results.select(framework="jax")[0]
         torch_run = results.select(framework="torch")[0]
         assert torch_run.matched and torch_run.step_loss.shape == (2, 3)
+        # The per-step gate: every step's data loss and objective, before its update.
+        for name in ("step_loss", "step_objective"):
+            np.testing.assert_allclose(
+                getattr(jax_run, name), getattr(torch_run, name), rtol=1e-10, err_msg=name
+            )
         for name in ("train_loss", "train_objective", "test_loss", "param_norm", "weight_norm"):
             np.testing.assert_allclose(
                 jax_run.history[name], torch_run.history[name], rtol=1e-10, err_msg=name
@@ -207,3 +212,12 @@ def test_the_derived_torch_side_computes_what_jax_computes_float64():
         for run in (jax_run, torch_run):
             gap = np.subtract(run.history["train_objective"], run.history["train_loss"])
             assert np.all(gap > 1e-3)
+
+
+def test_the_torch_loop_reports_the_engines_metric_names():
+    pytest.importorskip("torch")
+    from jaxreg.lab.config import EPOCH_METRICS
+    from jaxreg.torch_ref import engine as torch_engine
+
+    # torch_ref keeps its own copy (it never imports the harness): the two must agree.
+    assert torch_engine.METRICS == EPOCH_METRICS
