@@ -32,8 +32,8 @@ def _x64_restored():
     assert jax.config.jax_enable_x64 == before, "cli.main left jax_enable_x64 changed"
 
 
-def _run(out: Path, *argv: str) -> dict:
-    assert cli.main([*argv, "--out", str(out), *SLICE]) == 0
+def _run(out: Path, *argv: str, data: list[str] = SLICE) -> dict:
+    assert cli.main([*argv, "--out", str(out), *data]) == 0
     return json.loads((out / "comparison.json").read_text())
 
 
@@ -79,22 +79,23 @@ def test_weight_decay_faithful_matched_follows_the_continued_streams(tmp_path):
     assert all(g["within_bound"] for g in record["gaps"]), record["gaps"]
 
 
-def test_float32_matched_gaps_within_the_float32_bound(tmp_path):
+def test_float32_matched_gaps_reported_not_gated(tmp_path):
+    # float32 is reported per epoch beside the reason it is not gated (comparison.F32_WHY): a
+    # float32 bound drawn from one machine's rounding fails on another CPU.
     record = _run(tmp_path, "run", "dropout", "--matched", "--epochs", "2")
-    assert record["dtype"] == "float32" and record["bound_floor"] == comparison.BOUNDS["float32"]
-    assert all(g["within_bound"] for g in record["gaps"]), record["gaps"]
-    assert 0 < max(g["train_loss_rel"] for g in record["gaps"]) < 1e-4
-    for gap in record["gaps"]:
-        # The bound is measured: 10 x torch's own drift on reordered rows, above the floor.
-        assert gap["noise_train_loss_rel"] > 0
-        expected = max(comparison.BOUNDS["float32"]["train_loss"], 10 * gap["noise_train_loss_rel"])
-        assert gap["bound_train_loss"] == pytest.approx(expected)
-    assert "| float32 noise |" in (tmp_path / "report.md").read_text()
-    assert comparison.F32_WHY in (tmp_path / "report.md").read_text()
+    assert record["dtype"] == "float32" and record["matched"]
+    assert record["gaps"] and all("within_bound" not in g for g in record["gaps"])
+    # Shared weights, batches and masks: rounding only, far below an unmatched run's gap.
+    assert 0 < max(g["train_loss_rel"] for g in record["gaps"]) < 1e-2
+    text = (tmp_path / "report.md").read_text()
+    assert "**Matched run (float32)**" in text and "not gated" in text
+    assert comparison.F32_WHY in text
 
 
 def test_overfit_matched_float64_net_dropped(tmp_path):
-    record = _run(tmp_path, "run", "overfit", "--matched", "--dtype", "float64", "--epochs", "60")
+    # overfit's data is synthetic: no Fashion-MNIST slice.
+    argv = ["run", "overfit", "--matched", "--dtype", "float64", "--epochs", "60"]
+    record = _run(tmp_path, *argv, data=["--no-progress"])
     dropped = [g for g in record["gaps"] if g["variant"] == "dropout"]
     assert [g["epoch"] for g in dropped] == [1, 51, 60]
     assert all(g["test_metric"] == "test_loss" and g["within_bound"] for g in record["gaps"])
