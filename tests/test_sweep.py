@@ -344,8 +344,8 @@ def test_sweep_cli_writes_outputs(tmp_path):
         assert (out / name).is_file(), name
     report = (out / "report.md").read_text()
     assert "per configuration-epoch" in report and "dropout1=0.5" in report
-    # The same command again resumes: every chunk is read back, nothing is recomputed.
-    assert cli.main(argv) == 0
+    # The same command with --resume reads every chunk back: nothing is recomputed.
+    assert cli.main([*argv, "--resume"]) == 0
     assert "1 resumed" in (out / "report.md").read_text()
 
 

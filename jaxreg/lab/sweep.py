@@ -48,13 +48,25 @@ _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _chunk_function(train: Any, mesh):
-    """``jit(vmap(train.pure))`` over a chunk: data replicated, keys/hparams/metrics sharded."""
+    """``jit(vmap(train.pure))`` over a chunk: data replicated, keys/hparams/metrics sharded.
+
+    Traced under ``vmap``, ``train.pure`` is the engine's scan form whatever ``train.loop`` says
+    (a vmapped run has no Python loop to step).
+    """
     import jax
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
+    from jaxreg.lab.engine import STEP_METRICS
+
+    def _epoch_metrics(data, k, h):
+        # A sweep reports per-epoch metrics; the per-step losses of every run would multiply
+        # its files by the steps per epoch (train one run to get them).
+        metrics = train.pure(data, k, h).metrics
+        return {name: v for name, v in metrics.items() if name not in STEP_METRICS}
+
     def _sweep_chunk(data, keys, hp):
-        return jax.vmap(lambda k, h: train.pure(data, k, h).metrics)(keys, hp)
+        return jax.vmap(_epoch_metrics, in_axes=(None, 0, 0))(data, keys, hp)
 
     replicated = NamedSharding(mesh, P())
     sharded = NamedSharding(mesh, P(distributed.AXIS))
