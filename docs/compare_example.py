@@ -44,7 +44,7 @@ def get_config():
         # AdamW; its decay mask defaults to the weights only (kernels), so biases do not decay.
         optimizer=Optimizer("adamw", lr=1e-3, weight_decay=1e-2),
         penalties=(Penalty("l1", 1e-4, paths("^conv1/kernel$")),),  # L1 on one conv kernel
-        data=Data(layout="nhwc", torch_layout="nchw", train_size=1024, test_size=512),
+        data=Data(layout="nhwc", torch_layout="nchw", train_size=512, test_size=256),
         seeds=(0, 1, 2),
         epochs=1,
         batch_size=64,

@@ -281,9 +281,18 @@ class _FlaxSide:
             model.train()
             return draws.capture_draws_nnx(model, x)
         kwargs = _mode_kwargs(self.model, True)
-        return draws.capture_draws(
-            self.model.apply, {"params": params}, x, rngs={"dropout": key}, **kwargs
-        )
+        found: list = []
+
+        def values(params, x, key):
+            found[:] = draws.capture_draws(
+                self.model.apply, {"params": params}, x, rngs={"dropout": key}, **kwargs
+            )
+            return [d.value for d in found]
+
+        # One compiled capture instead of one compilation per eager operation (the draws are
+        # the same: same keys, paths and call counts).
+        drawn = jax.jit(values)(params, x, key)
+        return [d._replace(value=np.asarray(v)) for d, v in zip(found, drawn, strict=True)]
 
     def record(self, params, x, train: bool, key) -> list[layers.Record]:
         if self.nnx:
