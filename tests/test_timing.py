@@ -71,6 +71,29 @@ def test_default_cache_dir_is_per_user_and_overridable(monkeypatch, tmp_path):
     assert timing.default_cache_dir() == tmp_path / "mine"
 
 
+@pytest.mark.parametrize(
+    "make, why",
+    [
+        (lambda t: t / "f", "is a file, not a folder"),
+        (lambda t: t / "f" / "cache", "cannot be created"),
+    ],
+)
+def test_unusable_cache_folder_warns_and_compiles_without_it(monkeypatch, tmp_path, make, why):
+    monkeypatch.delenv(timing.NO_CACHE_ENV, raising=False)
+    (tmp_path / "f").write_text("not a folder")
+    previous = jax.config.jax_compilation_cache_dir
+    try:
+        with pytest.warns(timing.CacheWarning, match=why) as caught:
+            assert timing.enable_compilation_cache(make(tmp_path)) is None
+        assert str(make(tmp_path)) in str(caught[0].message)
+        assert not jax.config.jax_enable_compilation_cache
+        compiled, _ = timing.compile_and_time(lambda x: x + 1, jnp.ones(2))
+        assert compiled(jnp.ones(2)).tolist() == [2.0, 2.0]
+    finally:
+        timing.disable_compilation_cache()
+        jax.config.update("jax_compilation_cache_dir", previous)
+
+
 @pytest.mark.parametrize(("value", "off"), [("1", True), ("yes", True), ("0", False), ("", False)])
 def test_environment_turns_the_cache_off(monkeypatch, tmp_path, value, off):
     monkeypatch.setenv(timing.NO_CACHE_ENV, value)
