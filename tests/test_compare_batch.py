@@ -154,3 +154,14 @@ def test_nnx_dropout_is_shared_and_a_missing_torch_site_fails():
     assert report.ok, report
     with pytest.raises(Exception, match="drop"):
         check_batch(model, None, TorchNNXNet(dropout=False), x, y, dropout=(True,))
+
+
+def test_nnx_wrong_dropout_rate_is_named_at_its_layer():
+    x, y = features()
+    model = NNXNet(rngs=nnx.Rngs(0, dropout=1))
+    report = check_batch(
+        model, None, TorchNNXNet(rate=0.5), x, y, dtypes=("float64",), dropout=(True,)
+    )
+    diff = report.first_differences[("float64", True)]
+    assert (diff.flax_path, diff.torch_path, diff.previous) == ("drop", "drop", "lin1")
+    assert "Its input agrees" in diff.cause
