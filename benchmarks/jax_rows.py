@@ -181,6 +181,8 @@ def scan(
         "train_loss_last_epoch": float(result.metrics["train_loss"][-1]),
         "test_acc": float(result.metrics["test_acc"][-1]),
         "compile_count": train._jit_epoch._cache_size(),
+        # The loop form the engine's default (TrainConfig(loop="auto")) resolved to.
+        "loop_used": getattr(train, "loop", "scan"),
         "device": str(jax.devices()[0]),
         "note": (
             "the last timed epoch also evaluates the test set (a lax.cond); the median is "

@@ -261,7 +261,11 @@ def write_index(folder: Path, latest: dict[str, Any], latest_md: Path) -> Path:
         "",
         f"Latest: [{latest_md.name}]({latest_md.name}): speedup_vs_torch_eager = "
         f"{fmt(latest['speedup_vs_torch_eager'], '.2f')}, roofline_fraction = "
-        f"{fmt(latest['roofline_fraction'], '.2f')}.",
+        f"{fmt(latest['roofline_fraction'], '.2f')}, cnn_engine_over_best_loop = "
+        f"{fmt(latest.get('cnn_engine_over_best_loop'), '.2f')}, "
+        f"cnn_speedup_vs_fastest_jax_peer = "
+        f"{fmt(latest.get('cnn_speedup_vs_fastest_jax_peer'), '.2f')}, "
+        f"cnn_speedup_vs_torch_eager = {fmt(latest.get('cnn_speedup_vs_torch_eager'), '.2f')}.",
         "",
     ]
     lines += [f"- [{p.name}]({p.name})" for p in tables]
