@@ -94,11 +94,6 @@ def test_an_unknown_random_module_is_refused_when_the_streams_are_built():
         MatchedStreams(_train(NoisyMLP()), jax.random.key(0))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the library draws masks in the run's dtype until H1's float32 draws land "
-    "(jax.random.bernoulli at a float64 keep probability); strict: passing fails this mark",
-)
 def test_a_float64_run_draws_the_float32_runs_masks():
     ours = [
         d.value for d in next(MatchedStreams(_train(SmallCNN()), jax.random.key(1)).step_draws(0))
