@@ -55,7 +55,7 @@ def tiny_data(n=48, d=6, classes=3):
         (lambda: {"optimizer": S.Optimizer(lr=0.0)}, "Optimizer.lr=0.0"),
         (lambda: {"hparams": {"lr": 0.1}}, r"\['lr'\] are the runner's own"),
         (lambda: {"variants": (S.Variant("a"), S.Variant("a"))}, "duplicate names"),
-        (lambda: {"penalties": (S.Penalty("l1"), S.Penalty("l1"))}, "at most one L1"),
+        (lambda: {"penalties": (S.Penalty("l1"), S.Penalty("l2"))}, "at most one weight"),
         (lambda: {"penalties": (S.Penalty("l3"),)}, "Penalty.kind='l3'"),
         (lambda: {"data": S.Data(layout="chw")}, "Data.layout='chw'"),
         (lambda: {"epochs": 0}, "Spec.epochs=0"),

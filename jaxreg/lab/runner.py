@@ -159,7 +159,7 @@ def train_config(
       A ``TrainConfig``.
 
     Raises:
-      ValueError: more than one weight penalty (the engine takes one), or an invalid field.
+      ValueError: an invalid ``TrainConfig`` field.
 
     Example:
       >>> from jaxreg.lab.recipes import load_config
@@ -169,11 +169,6 @@ def train_config(
     from jaxreg.lab.config import TrainConfig
 
     v = variant if isinstance(variant, Variant) else spec.variant(variant)
-    if len(spec.penalties) > 1:
-        raise ValueError(
-            f"spec {spec.name!r}: penalties {[p.kind for p in spec.penalties]}: the engine adds "
-            "one weight penalty per run; keep one"
-        )
     model = spec_mod.linen_model(v.model if v.model is not None else spec.model, spec.model_kwargs)
     fields: dict[str, Any] = {
         "model": model,

@@ -376,8 +376,8 @@ class Spec:
       model_kwargs: keywords of an NNX model's constructor (ignored for a Linen module).
       loss: ``"cross_entropy"``, ``"nll"``, ``"mse"`` or ``"bce"`` (means over the batch).
       optimizer: an :class:`Optimizer`.
-      penalties: weight penalties (:class:`Penalty`; at most one per kind family ``l1`` /
-        ``l2``).
+      penalties: the weight penalty (:class:`Penalty`): none or one (the engine adds one
+        penalty term per run, with one traced strength).
       activity: activation penalties (:class:`Activity`).
       data: a :class:`Data`, or a zero-argument callable returning a dataset (a
         :class:`jaxreg.lab.data.FashionMNIST`-like tuple or a dict with ``x_train, y_train``
@@ -440,11 +440,10 @@ class Spec:
             if bad:
                 raise ValueError(f"Spec.{field}: {bad[0]!r} is not a spec.{cls.__name__}")
             object.__setattr__(self, field, items)
-        families = [p.hparam for p in self.penalties]
-        if len(set(families)) != len(families):
+        if len(self.penalties) > 1:
             raise ValueError(
-                f"Spec.penalties: {[p.kind for p in self.penalties]}: at most one L1 and one L2 "
-                "penalty (each has one traced strength)"
+                f"Spec.penalties: {[p.kind for p in self.penalties]}: at most one weight penalty "
+                "(the engine adds one penalty term per run, with one traced strength)"
             )
         if not self.variants:
             raise ValueError("Spec.variants: expected at least one Variant")
