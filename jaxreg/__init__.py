@@ -81,7 +81,7 @@ __all__ = [
     "dropout_with_mask",
     "vanilla_dropout",
     "mc_dropout_predict",
-    # noise injection beyond dropout (issue 11)
+    # noise injection beyond dropout
     "drop_connect",
     "gaussian_dropout",
     "gaussian_noise",

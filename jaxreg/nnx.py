@@ -54,6 +54,7 @@ True
 
 from jaxreg._src.nnx import (
     AlphaDropout,
+    DropConnectDense,
     Dropout,
     Dropout1d,
     Dropout2d,
@@ -70,6 +71,7 @@ from jaxreg._src.nnx import (
 
 __all__ = [
     "AlphaDropout",
+    "DropConnectDense",
     "DropPath",
     "Dropout",
     "Dropout1d",

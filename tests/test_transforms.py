@@ -281,7 +281,7 @@ def test_decoupled_weight_decay_adam_matches_torch_adamw():
         loss.backward()
         opt.step()
     mask = {"w": True, "b": False}
-    ours = _run(optax.chain(optax.adam(lr), decoupled_weight_decay(wd, lr, mask)), params)
+    ours = _run(optax.chain(optax.adam(lr), decoupled_weight_decay(wd, lr, mask=mask)), params)
     for k in params:
         np.testing.assert_allclose(ours[k], tparams[k].detach().numpy(), rtol=1e-5, atol=1e-6)
 

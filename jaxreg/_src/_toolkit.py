@@ -105,6 +105,20 @@ def keep_probability(rate: Any, concrete: float | None) -> Any:
     return 1 - as_float(rate)
 
 
+def mask_probability(rate: Any, concrete: float | None) -> Any:
+    """The keep probability a mask is drawn against: independent of the run's dtype.
+
+    A concrete rate gives ``1 - rate`` in Python double (the mask generator rounds it to float32
+    once); a traced rate is rounded to float32 BEFORE ``1 - rate``, so a float64 run (rate
+    float64 under x64) compares its float32 uniforms with exactly the float32 run's threshold.
+    The scale ``1 / keep`` is not this value: it keeps the input's precision
+    (:func:`keep_probability`).
+    """
+    if concrete is not None:
+        return 1.0 - concrete
+    return 1 - as_float(rate).astype(jnp.float32)
+
+
 def check_floating(x: jax.Array, name: str = "x") -> None:
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(

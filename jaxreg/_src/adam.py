@@ -18,6 +18,7 @@ from jaxreg._src._toolkit import (
     decay_flags,
     hparam_value,
     is_concrete,
+    reject_non_number,
     require_params,
 )
 from jaxreg._src.masks import Mask
@@ -78,6 +79,7 @@ def _torch_adam(
         raise ValueError(f"{owner}: betas must be a pair (beta1, beta2), got {betas!r}")
     beta1, beta2 = betas
     for index, beta in enumerate(betas):
+        reject_non_number(beta, f"betas[{index}]", owner, "a number in [0, 1)")
         value = concrete_float(beta)
         if is_concrete(beta) and (value is None or not 0.0 <= value < 1.0):
             raise ValueError(

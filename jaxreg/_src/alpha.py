@@ -12,9 +12,10 @@ from jaxreg._src import keep_masks
 from jaxreg._src._toolkit import (
     as_float,
     check_floating,
+    check_mode,
     check_probability,
     feature_shape,
-    keep_probability,
+    mask_probability,
     nan_unless,
     require_key,
 )
@@ -114,11 +115,11 @@ def _alpha(x, rate, key, deterministic, fn: str, feature: bool) -> jax.Array:
     concrete = check_probability(rate, "rate")
     x = jnp.asarray(x)
     shape = feature_shape(x.shape, fn) if feature else x.shape
-    if deterministic or concrete == 0.0:
+    if check_mode(deterministic, "deterministic", fn) or concrete == 0.0:
         return x
     require_key(key, fn)
     check_floating(x)
-    keep = keep_masks.keep_mask(key, keep_probability(rate, concrete), shape, ())
+    keep = keep_masks.keep_mask(key, mask_probability(rate, concrete), shape, ())
     return alpha_dropout_with_mask(x, keep, rate)
 
 

@@ -14,8 +14,10 @@ from jaxreg._src import keep_masks
 from jaxreg._src._toolkit import (
     as_float,
     check_floating,
+    check_mode,
     check_probability,
     keep_probability,
+    mask_probability,
     require_key,
 )
 from jaxreg._src.keep_masks import check_generator
@@ -81,7 +83,7 @@ def dropout_mask(
     """
     check_generator(generator)
     concrete = check_probability(rate, "rate")
-    keep = keep_probability(rate, concrete)
+    keep = mask_probability(rate, concrete)
     return keep_masks.keep_mask(key, keep, shape, broadcast_dims, generator=generator)
 
 
@@ -244,12 +246,12 @@ def dropout(
     """
     check_generator(generator)
     concrete = check_probability(rate, "rate")
-    if deterministic or concrete == 0.0:
+    if check_mode(deterministic, "deterministic", "dropout") or concrete == 0.0:
         return x
     require_key(key, "dropout")
     x = jnp.asarray(x)
     check_floating(x)
-    keep = keep_probability(rate, concrete)
+    keep = mask_probability(rate, concrete)
     keep_mask = keep_masks.keep_mask(key, keep, x.shape, broadcast_dims, generator=generator)
     return dropout_with_mask(x, keep_mask, rate)
 
@@ -294,7 +296,7 @@ def vanilla_dropout(
     concrete = check_probability(keep_prob, "keep_prob")
     x = jnp.asarray(x)
     check_floating(x)
-    if deterministic:
+    if check_mode(deterministic, "deterministic", "vanilla_dropout"):
         factor = jnp.asarray(keep_prob, x.dtype)
     else:
         require_key(key, "vanilla_dropout")

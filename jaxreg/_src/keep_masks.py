@@ -104,10 +104,14 @@ def keep_mask(
     # A size-1 axis in the drawn mask means one draw shared along that axis: all-or-nothing.
     draw_shape = tuple(1 if i in dims else s for i, s in enumerate(shape))
     if not isinstance(keep_prob, float):
-        keep_prob = as_float(keep_prob)
+        # Float32 whatever the run's dtype: under x64 a float64 probability would make
+        # jax.random.bernoulli draw float64 uniforms (other bits, another mask), so a float64
+        # run would not share the float32 run's masks. A Python float is rounded to float32
+        # by the comparison below, as before.
+        keep_prob = as_float(keep_prob).astype(jnp.float32)
     if generator == "bits16":
         values = _uniform16(key, int(np.prod(draw_shape)))
         mask = (values < _threshold16(keep_prob)).reshape(draw_shape)
     else:
-        mask = jax.random.bernoulli(key, keep_prob, draw_shape)
+        mask = jax.random.bernoulli(key, jnp.float32(keep_prob), draw_shape)
     return jnp.broadcast_to(mask, shape)

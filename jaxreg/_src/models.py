@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxreg._src._toolkit import check_mode
 from jaxreg._src.init import Dense, normal
 from jaxreg._src.nn import Dropout
 from jaxreg._src.noise_mlp import NOISE_TECHNIQUES, NoiseMLP
@@ -55,7 +56,10 @@ class Seed000Net(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
-        det = deterministic and not self.always_dropout
+        det = (
+            check_mode(deterministic, "deterministic", type(self).__name__)
+            and not self.always_dropout
+        )
         x = nn.relu(Dense(6, param_dtype=self.param_dtype, name="fc1")(x))
         x = Dropout(rate=self.dropout_rate)(x, deterministic=det)
         x = nn.relu(Dense(4, param_dtype=self.param_dtype, name="fc2")(x))
@@ -126,7 +130,10 @@ class TwoLayerNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
-        det = deterministic and not self.always_dropout
+        det = (
+            check_mode(deterministic, "deterministic", type(self).__name__)
+            and not self.always_dropout
+        )
         x = x.reshape((x.shape[0], -1))
         x = nn.relu(Dense(self.dim_hid, param_dtype=self.param_dtype, name="fc1")(x))
         x = Dropout(rate=self.dropout_rate)(x, deterministic=det)
@@ -162,6 +169,7 @@ class RegressionNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
+        check_mode(deterministic, "deterministic", "RegressionNet")
         pd = self.param_dtype
         if self.dropout_rate is None:
             x = nn.relu(Dense(self.hidden, param_dtype=pd, name="layers_0")(x))
@@ -245,6 +253,7 @@ class DropoutMLP(nn.Module):
         Returns:
             Logits of shape ``(N, num_outputs)``.
         """
+        check_mode(deterministic, "deterministic", "DropoutMLP")
         if self.style not in _STYLES:
             raise ValueError(f"style={self.style!r}: allowed values are {_STYLES}")
         if self.weight_init not in _INITS:

@@ -8,7 +8,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from jaxreg._src._toolkit import check_probability, linen_key
+from jaxreg._src._toolkit import check_mode, check_probability, linen_key
 from jaxreg._src.dropout import dropout, vanilla_dropout
 from jaxreg._src.keep_masks import check_generator
 from jaxreg._src.nn_noise import (
@@ -106,7 +106,11 @@ class Dropout(nn.Module):
                 passed in training mode, or ``generator`` is unknown.
         """
         check_generator(self.generator)
-        deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
+        deterministic = check_mode(
+            nn.merge_param("deterministic", self.deterministic, deterministic),
+            "deterministic",
+            type(self).__name__,
+        )
         rate = self.rate if rate is None else rate
         concrete = check_probability(rate, "rate")
         # Like flax.linen.Dropout, draw no key when none is needed, so adding an inactive
@@ -165,7 +169,11 @@ class VanillaDropout(nn.Module):
         Raises:
             ValueError: as :class:`Dropout`, for ``keep_prob``.
         """
-        deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
+        deterministic = check_mode(
+            nn.merge_param("deterministic", self.deterministic, deterministic),
+            "deterministic",
+            type(self).__name__,
+        )
         keep_prob = self.keep_prob if keep_prob is None else keep_prob
         check_probability(keep_prob, "keep_prob")
         if deterministic:

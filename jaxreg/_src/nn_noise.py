@@ -16,7 +16,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from jaxreg._src._toolkit import concrete_float, linen_key
+from jaxreg._src._toolkit import check_mode, concrete_float, linen_key
 from jaxreg._src.alpha import alpha_dropout, feature_alpha_dropout
 from jaxreg._src.noise import drop_connect, drop_path, gaussian_dropout, gaussian_noise
 from jaxreg._src.spatial import dropout1d, dropout2d, dropout3d, spatial_dropout
@@ -37,7 +37,11 @@ __all__ = [
 
 def _noisy(module: nn.Module, fn: Callable, x: Any, deterministic, rng, value) -> Any:
     """Applies ``fn(x, value, key=...)`` in the module's mode, drawing a key only when needed."""
-    deterministic = nn.merge_param("deterministic", module.deterministic, deterministic)
+    deterministic = check_mode(
+        nn.merge_param("deterministic", module.deterministic, deterministic),
+        "deterministic",
+        type(module).__name__,
+    )
     if deterministic or concrete_float(value) == 0.0:
         # Still called, so a concrete bad value raises in evaluation mode too.
         return fn(x, value, deterministic=True)

@@ -11,6 +11,7 @@ from flax import nnx
 from jaxreg._src.init import kaiming_uniform, torch_bias_init
 from jaxreg._src.nnx_layers import (
     AlphaDropout,
+    DropConnectDense,
     Dropout,
     Dropout1d,
     Dropout2d,
@@ -26,6 +27,7 @@ from jaxreg._src.nnx_layers import (
 
 __all__ = [
     "AlphaDropout",
+    "DropConnectDense",
     "DropPath",
     "Dropout",
     "Dropout1d",

@@ -29,16 +29,18 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxreg._src._toolkit import check_probability, concrete_float
+from jaxreg._src._toolkit import check_mode, check_probability, concrete_float
 from jaxreg._src.alpha import alpha_dropout, feature_alpha_dropout
 from jaxreg._src.dropout import dropout, vanilla_dropout
+from jaxreg._src.keep_masks import check_generator
+from jaxreg._src.noise import drop_connect, gaussian_dropout, gaussian_noise
 from jaxreg._src.noise import drop_path as _drop_path
-from jaxreg._src.noise import gaussian_dropout, gaussian_noise
 from jaxreg._src.spatial import dropout1d, dropout2d, dropout3d, spatial_dropout
 
 __all__ = [
     "AlphaDropout",
     "DropPath",
+    "DropConnectDense",
     "Dropout",
     "Dropout1d",
     "Dropout2d",
@@ -96,18 +98,22 @@ class _Stochastic(nnx.Module):
         rng_collection: str,
         rngs: nnx.Rngs | nnx.RngStream | None,
     ):
-        self.deterministic = deterministic
+        self.deterministic = check_mode(
+            deterministic, "deterministic", type(self).__name__, allow_none=True
+        )
         self.rng_collection = rng_collection
         self.rngs = _fork(rngs, rng_collection, type(self).__name__)
 
     def _mode(self, deterministic: bool | None) -> bool:
+        # None at call time means the module's mode (set by the constructor, train(), eval()).
+        check_mode(deterministic, "deterministic", type(self).__name__, allow_none=True)
         mode = self.deterministic if deterministic is None else deterministic
         if mode is None:
             raise ValueError(
                 f"{type(self).__name__}: deterministic is None both in the constructor and at "
                 "call time; pass deterministic=True/False, or call model.train() / model.eval()"
             )
-        return bool(mode)
+        return check_mode(mode, "deterministic", type(self).__name__)
 
     def _key(self, rngs: Any) -> jax.Array:
         source = self.rngs if rngs is None else rngs
@@ -132,7 +138,7 @@ class _Stochastic(nnx.Module):
     def set_view(self, deterministic: bool | None = None) -> None:
         """Used by ``nnx.view(model, deterministic=...)``, as ``nnx.Dropout.set_view``."""
         if deterministic is not None:
-            self.deterministic = deterministic
+            self.deterministic = check_mode(deterministic, "deterministic", type(self).__name__)
 
 
 def _hyperparameter(value: Any, name: str) -> Hyperparameter:
@@ -155,6 +161,10 @@ class Dropout(_Stochastic):
         deterministic: evaluation mode if True; ``model.eval()`` / ``model.train()`` set it.
         rng_collection: the ``nnx.Rngs`` stream the keys are drawn from.
         rngs: the ``nnx.Rngs`` (or stream) to fork this layer's key stream from.
+        generator: the mask's random bits (:mod:`jaxreg.keep_masks`): ``"bernoulli"``
+            (default, the mask of ``flax.nnx.Dropout`` for the same key) or ``"bits16"``
+            (about 3x cheaper, keep probability exactly ``round((1 - rate) * 65536) / 65536``),
+            as :class:`jaxreg.nn.Dropout`'s ``generator``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -175,10 +185,12 @@ class Dropout(_Stochastic):
         deterministic: bool | None = False,
         rng_collection: str = "dropout",
         rngs: nnx.Rngs | nnx.RngStream | None = None,
+        generator: str = "bernoulli",
     ):
         super().__init__(deterministic=deterministic, rng_collection=rng_collection, rngs=rngs)
         self.rate = _hyperparameter(rate, "rate")
         self.broadcast_dims = tuple(broadcast_dims)
+        self.generator = check_generator(generator)
 
     def __call__(
         self,
@@ -210,7 +222,9 @@ class Dropout(_Stochastic):
         if self._mode(deterministic) or concrete == 0.0:
             return inputs
         key = self._key(rngs)
-        return dropout(inputs, rate, key=key, broadcast_dims=self.broadcast_dims)
+        return dropout(
+            inputs, rate, key=key, broadcast_dims=self.broadcast_dims, generator=self.generator
+        )
 
 
 class VanillaDropout(_Stochastic):
@@ -513,3 +527,106 @@ class GaussianNoise(_Noise):
             An array like ``inputs``.
         """
         return self._apply(inputs, deterministic, stddev, rngs)
+
+
+# flax.nnx.Linear's default initializers.
+_LECUN_NORMAL = nnx.initializers.lecun_normal()
+_ZEROS = nnx.initializers.zeros_init()
+
+
+class DropConnectDense(_Stochastic):
+    """A Linear layer whose kernel is dropped out afresh at every call (DropConnect).
+
+    ``y = x @ drop_connect(kernel, rate) + bias``: one mask per call, shared by the batch; the
+    bias is not masked; evaluation uses the mean kernel. The NNX twin of
+    :class:`jaxreg.nn.DropConnectDense`: the parameters ``kernel`` ``(in, out)`` and ``bias`` are
+    named as in ``flax.nnx.Linear``, so converters and masks treat it as a Linear layer.
+
+    PyTorch equivalent: none; ``F.linear(x, F.dropout(W, p, training), b)`` with ``W`` the
+    transpose of ``kernel``.
+
+    Args:
+        in_features: number of input features.
+        out_features: number of output features.
+        rate: drop probability of each weight, in ``[0, 1]``, a :class:`Hyperparameter`.
+        use_bias: whether to add a bias.
+        kernel_init: initializer of the ``(in, out)`` kernel.
+        bias_init: initializer of the bias.
+        param_dtype: the parameters' dtype.
+        deterministic: evaluation mode if True; ``model.eval()`` / ``model.train()`` set it.
+        rng_collection: the ``nnx.Rngs`` stream the masks' keys are drawn from.
+        rngs: ``nnx.Rngs`` with a ``params`` (or default) stream for the initial weights and an
+            ``rng_collection`` (or default) stream for the masks.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> layer = DropConnectDense(4, 3, 0.5, rngs=nnx.Rngs(0))
+        >>> layer(jnp.ones((2, 4))).shape
+        (2, 3)
+        >>> layer.eval()
+        >>> bool(jnp.all(layer(jnp.ones((1, 4))) == jnp.ones(4) @ layer.kernel[...]))
+        True
+
+    References:
+        Wan et al., "Regularization of Neural Networks using DropConnect", ICML 2013.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        rate: Any = 0.5,
+        *,
+        use_bias: bool = True,
+        kernel_init: Callable = _LECUN_NORMAL,
+        bias_init: Callable = _ZEROS,
+        param_dtype: Any = jnp.float32,
+        deterministic: bool | None = False,
+        rng_collection: str = "dropout",
+        rngs: nnx.Rngs,
+    ):
+        if not isinstance(rngs, nnx.Rngs):
+            raise TypeError(
+                f"DropConnectDense: rngs must be an nnx.Rngs (its params stream initializes the "
+                f"kernel), got {rngs!r}"
+            )
+        super().__init__(deterministic=deterministic, rng_collection=rng_collection, rngs=rngs)
+        self.rate = _hyperparameter(rate, "rate")
+        self.kernel = nnx.Param(
+            kernel_init(rngs.params(), (in_features, out_features), param_dtype)
+        )
+        self.bias = (
+            nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype))
+            if use_bias
+            else nnx.data(None)
+        )
+
+    def __call__(
+        self,
+        inputs: jax.Array,
+        *,
+        deterministic: bool | None = None,
+        rate: Any = None,
+        rngs: nnx.Rngs | nnx.RngStream | jax.Array | None = None,
+    ) -> jax.Array:
+        """Applies the layer with a freshly masked kernel in training mode.
+
+        Args:
+            inputs: floating-point input ``(..., in_features)``.
+            deterministic: overrides the module's mode for this call.
+            rate: overrides the module's rate for this call; may be traced.
+            rngs: a key, stream or ``nnx.Rngs`` overriding the module's stream.
+
+        Returns:
+            ``(..., out_features)``.
+        """
+        rate = self.rate[...] if rate is None else rate
+        concrete = check_probability(rate, "rate")
+        kernel = self.kernel[...]
+        if not (self._mode(deterministic) or concrete == 0.0):
+            kernel = drop_connect(kernel, rate, key=self._key(rngs))
+        y = jax.lax.dot_general(inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())))
+        if self.bias is not None:
+            y = y + self.bias[...]
+        return y

@@ -12,9 +12,10 @@ from jaxreg._src import keep_masks
 from jaxreg._src._toolkit import (
     as_float,
     check_floating,
+    check_mode,
     check_probability,
     check_scalar,
-    keep_probability,
+    mask_probability,
     nan_unless,
     require_key,
 )
@@ -27,6 +28,12 @@ __all__ = [
     "gaussian_dropout",
     "gaussian_noise",
 ]
+
+
+def _standard_normal(key: Any, x: jax.Array) -> jax.Array:
+    # Drawn in float32 and cast, so a float64 run adds exactly the float32 run's noise values
+    # (rounded once more in bfloat16/float16) for the same key.
+    return jax.random.normal(key, x.shape, jnp.float32).astype(x.dtype)
 
 
 def drop_connect(
@@ -67,7 +74,7 @@ def drop_connect(
         DropConnect", ICML 2013.
     """
     concrete = check_probability(rate, "rate")
-    if not (deterministic or concrete == 0.0):
+    if not (check_mode(deterministic, "deterministic", "drop_connect") or concrete == 0.0):
         require_key(key, "drop_connect")
     return dropout(w, rate, key=key, deterministic=deterministic)
 
@@ -109,7 +116,7 @@ def gaussian_dropout(
         JMLR 15, 2014, section 10.
     """
     concrete = check_scalar(rate, "rate", "[0, 1)", lambda r: 0.0 <= r < 1.0)
-    if deterministic or concrete == 0.0:
+    if check_mode(deterministic, "deterministic", "gaussian_dropout") or concrete == 0.0:
         return x
     require_key(key, "gaussian_dropout")
     x = jnp.asarray(x)
@@ -121,7 +128,7 @@ def gaussian_dropout(
         valid = (r >= 0) & (r < 1)
         safe = jnp.where(valid, r, jnp.zeros_like(r))
         std = nan_unless(valid, jnp.sqrt(safe / (1 - safe))).astype(x.dtype)
-    return x * (1 + std * jax.random.normal(key, x.shape, x.dtype))
+    return x * (1 + std * _standard_normal(key, x))
 
 
 def gaussian_noise(
@@ -162,7 +169,7 @@ def gaussian_noise(
     """
     allowed = "[0, inf) (finite)"
     concrete = check_scalar(stddev, "stddev", allowed, lambda s: 0.0 <= s < math.inf)
-    if deterministic or concrete == 0.0:
+    if check_mode(deterministic, "deterministic", "gaussian_noise") or concrete == 0.0:
         return x
     require_key(key, "gaussian_noise")
     x = jnp.asarray(x)
@@ -172,7 +179,7 @@ def gaussian_noise(
     else:
         s = as_float(stddev)
         std = nan_unless((s >= 0) & jnp.isfinite(s), s).astype(x.dtype)
-    return x + std * jax.random.normal(key, x.shape, x.dtype)
+    return x + std * _standard_normal(key, x)
 
 
 def drop_path_with_mask(x: jax.Array, keep_mask: jax.Array, rate: Any) -> jax.Array:
@@ -250,8 +257,8 @@ def drop_path(
     x = jnp.asarray(x)
     if x.ndim < 1:
         raise ValueError("drop_path needs a batch axis: x must have rank >= 1.")
-    if deterministic or concrete == 0.0:
+    if check_mode(deterministic, "deterministic", "drop_path") or concrete == 0.0:
         return x
     require_key(key, "drop_path")
-    keep = keep_masks.keep_mask(key, keep_probability(rate, concrete), x.shape[:1], ())
+    keep = keep_masks.keep_mask(key, mask_probability(rate, concrete), x.shape[:1], ())
     return drop_path_with_mask(x, keep, rate)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from jaxreg._src._toolkit import concrete_float
+from jaxreg._src._toolkit import check_mode, concrete_float, reject_non_number
 from jaxreg._src.init import Dense, torch_bias_init, torch_kernel_init
 from jaxreg._src.nn import Dropout
 from jaxreg._src.nn_noise import DropConnectDense, GaussianDropout, GaussianNoise
@@ -125,7 +125,7 @@ class NoiseMLP(nn.Module):
             raise ValueError(f"technique={self.technique!r}: allowed values are {NOISE_TECHNIQUES}")
         s = self.strength if strength is None else strength
         _check_strength(self.technique, s)
-        tech, det = self.technique, deterministic
+        tech, det = self.technique, check_mode(deterministic, "deterministic", "NoiseMLP")
         kw = {"param_dtype": self.param_dtype}
         x = x.reshape((-1, self.num_inputs))
         x = nn.relu(Dense(self.num_hiddens1, name="lin1", **kw)(x))
@@ -163,6 +163,7 @@ class NoiseMLP(nn.Module):
 
 
 def _check_strength(technique: str, strength: Any) -> None:
+    reject_non_number(strength, "strength", None, "a number")
     if np.ndim(strength) != 0:
         raise ValueError(
             f"strength must be a scalar, got shape {np.shape(strength)}; to sweep several "

@@ -45,10 +45,12 @@ def _norm(x: jax.Array) -> jax.Array:
     # sqrt away from 0 in both the forward and the backward pass, and gives the 0
     # gradient that torch.norm's backward defines there. Like torch.norm, the squares are
     # not rescaled: a leaf whose squares underflow has norm 0, one whose squares overflow inf.
+    # Only an exact 0 takes the safe branch (`sq == 0` is False for NaN): a NaN weight gives a
+    # NaN norm, as torch.norm does, instead of a silent 0.
     sq = jnp.sum(x * x)
-    nonzero = sq > 0
-    safe = jnp.where(nonzero, sq, jnp.ones_like(sq))
-    return jnp.where(nonzero, jnp.sqrt(safe), jnp.zeros_like(sq))
+    zero = sq == 0
+    safe = jnp.where(zero, jnp.ones_like(sq), sq)
+    return jnp.where(zero, jnp.zeros_like(sq), jnp.sqrt(safe))
 
 
 def _selected_leaves(tree: Any, mask: Mask) -> list[jax.Array]:

@@ -10,9 +10,10 @@ import jax.numpy as jnp
 from jaxreg._src import keep_masks
 from jaxreg._src._toolkit import (
     check_floating,
+    check_mode,
     check_probability,
     feature_shape,
-    keep_probability,
+    mask_probability,
     require_key,
 )
 from jaxreg._src.dropout import dropout_with_mask
@@ -107,11 +108,11 @@ def spatial_dropout(
     concrete = check_probability(rate, "rate")
     x = jnp.asarray(x)
     shape = feature_shape(x.shape, "spatial_dropout")
-    if deterministic or concrete == 0.0:
+    if check_mode(deterministic, "deterministic", "spatial_dropout") or concrete == 0.0:
         return x
     require_key(key, "spatial_dropout")
     check_floating(x)
-    keep = keep_masks.keep_mask(key, keep_probability(rate, concrete), (shape[0], shape[-1]), ())
+    keep = keep_masks.keep_mask(key, mask_probability(rate, concrete), (shape[0], shape[-1]), ())
     return spatial_dropout_with_mask(x, keep, rate)
 
 
@@ -124,7 +125,7 @@ def _dropout_nd(x, rate, key, deterministic, spatial: int) -> jax.Array:
             f"{spatial + 1}-d unbatched input, channels last; got shape {x.shape}."
         )
     concrete = check_probability(rate, "rate")
-    if not (deterministic or concrete == 0.0):
+    if not (check_mode(deterministic, "deterministic", f"dropout{spatial}d") or concrete == 0.0):
         require_key(key, name)
     if x.ndim == spatial + 2:
         return spatial_dropout(x, rate, key=key, deterministic=deterministic)

@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 
-def add_l1(l1: ScalarOrSchedule, mask: Mask = None) -> optax.GradientTransformation:
+def add_l1(l1: ScalarOrSchedule, *, mask: Mask = None) -> optax.GradientTransformation:
     """Adds the L1 subgradient ``l1 * sign(w)`` to the gradient (sign(0) = 0).
 
     ``optax.chain(add_l1(l1), optax.sgd(lr))`` is exactly SGD on
@@ -74,7 +74,7 @@ def add_l1(l1: ScalarOrSchedule, mask: Mask = None) -> optax.GradientTransformat
 
 
 def l1_prox(
-    l1: ScalarOrSchedule, learning_rate: ScalarOrSchedule, mask: Mask = None
+    l1: ScalarOrSchedule, learning_rate: ScalarOrSchedule, *, mask: Mask = None
 ) -> optax.GradientTransformation:
     """Proximal L1 (soft-thresholding), placed AFTER the optimizer's step.
 
@@ -131,7 +131,7 @@ def l1_prox(
 
 
 def coupled_weight_decay(
-    weight_decay: ScalarOrSchedule, mask: Mask = None
+    weight_decay: ScalarOrSchedule, *, mask: Mask = None
 ) -> optax.GradientTransformation:
     """Coupled L2 weight decay: adds ``weight_decay * w`` to the gradient.
 
@@ -178,7 +178,7 @@ def coupled_weight_decay(
 
 
 def decoupled_weight_decay(
-    weight_decay: ScalarOrSchedule, learning_rate: ScalarOrSchedule, mask: Mask = None
+    weight_decay: ScalarOrSchedule, learning_rate: ScalarOrSchedule, *, mask: Mask = None
 ) -> optax.GradientTransformation:
     """Decoupled weight decay: adds ``-learning_rate * weight_decay * w`` to the step.
 

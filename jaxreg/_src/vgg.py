@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxreg._src._toolkit import check_mode
 from jaxreg._src.init import Conv, Dense, kaiming_normal, normal
 from jaxreg._src.nn import Dropout
 
@@ -90,6 +91,7 @@ class VGG16(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
+        check_mode(deterministic, "deterministic", "VGG16")
         if self.weight_init not in ("torchvision", "torch"):
             raise ValueError(
                 f"weight_init={self.weight_init!r}: allowed values are ('torchvision', 'torch')"
