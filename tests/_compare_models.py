@@ -12,7 +12,6 @@ Inputs are tiny (8x8 images, 12 features) so that every check runs in a second o
 from __future__ import annotations
 
 import flax.linen as nn
-import jax.numpy as jnp
 import torch
 import torch.nn.functional as F
 from flax import nnx
@@ -158,9 +157,6 @@ def features(n=6, classes=3, seed=0):
 
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, 12)).astype(np.float32), rng.integers(0, classes, n)
-
-
-__all__ = ["jnp"]
 
 
 # ---- a tiny spec for matched training ----------------------------------------------------------
