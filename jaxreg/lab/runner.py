@@ -314,7 +314,17 @@ def load_data(
     return Datasets(jax_data, jax_data if torch_layout == d.layout else load(torch_layout))
 
 
-def _split(dataset: Any, name: str) -> tuple[Any, Any] | None:
+def split(dataset: Any, name: str) -> tuple[Any, Any] | None:
+    """``(x, y)`` of split ``name`` (``"train"``, ``"test"``, ``"val"``) of any dataset form.
+
+    A :class:`jaxreg.lab.data.FashionMNIST`-like named tuple, a dict with ``x_<name>`` /
+    ``y_<name>``, or a plain ``(x_train, y_train, x_test, y_test)`` tuple; None when the split
+    is absent.
+
+    Example:
+      >>> split({"x_train": [1], "y_train": [0]}, "train"), split({}, "test")
+      (([1], [0]), None)
+    """
     if isinstance(dataset, Mapping):
         x, y = dataset.get("x_" + name), dataset.get("y_" + name)
     elif isinstance(dataset, tuple) and not hasattr(dataset, "_fields"):
@@ -642,9 +652,7 @@ class Runner:
                     def hook(epoch, metrics, net=net):
                         on_epoch(net, epoch, metrics)
 
-                hist = self._torch_train(
-                    net, hp, params, seed + seed_offset, source, train, hook
-                )
+                hist = self._torch_train(net, hp, params, seed + seed_offset, source, train, hook)
                 wall = time.perf_counter() - start
                 step, step_objective = hist.pop("step_loss"), hist.pop("step_objective")
                 runs.append(
@@ -674,8 +682,8 @@ class Runner:
         from jaxreg.torch_ref import engine as torch_engine
 
         spec, cfg = self.spec, train.config
-        x_train, y_train = _split(self.data.torch, "train")
-        test = _split(self.data.torch, "test")
+        x_train, y_train = split(self.data.torch, "train")
+        test = split(self.data.torch, "test")
         weight_names = torch_selection(net, spec.optimizer.decay_mask, params)
         return torch_engine.train_classifier(
             net,
@@ -697,6 +705,31 @@ class Runner:
             eval_every=cfg.eval_every,
             on_epoch=on_epoch,
         )
+
+
+def run_jax(spec: Spec, variant: str | None = None, seeds: Sequence[int] | None = None, **kw):
+    """The JAX runs of one variant: ``Runner(spec, **kw).run_jax(variant, seeds)``.
+
+    ``kw``: :class:`Runner`'s keywords (``data``, ``epochs``, ``dtype``, ``progress``, and
+    ``TrainConfig`` fields).
+    """
+    return Runner(spec, **kw).run_jax(variant, seeds)
+
+
+def run_torch(
+    spec: Spec,
+    variant: str | None = None,
+    seeds: Sequence[int] | None = None,
+    *,
+    matched: bool = False,
+    **kw,
+):
+    """The torch runs of one variant: ``Runner(spec, **kw).run_torch(variant, seeds, matched=)``.
+
+    With ``matched``, the streams are those of the JAX run the spec describes (its engine
+    ``Train`` is built, not trained).
+    """
+    return Runner(spec, **kw).run_torch(variant, seeds, matched=matched)
 
 
 def run(
@@ -758,7 +791,7 @@ def input_shape(spec: Spec) -> tuple[int, ...]:
     """
     if isinstance(spec.data, spec_mod.Data):
         return {"flat": (784,), "nhwc": (28, 28, 1), "nchw": (1, 28, 28)}[spec.data.layout]
-    x, _ = _split(spec.data(), "train")
+    x, _ = split(spec.data(), "train")
     return tuple(np.shape(x)[1:])
 
 
@@ -792,3 +825,7 @@ def seed_bytes(spec: Spec, dtype: str = "float32", test_size: int | None = None)
     evaluated = min(2000, test_size or 10000)
     floats = 4 * n_params + 4 * batch * (widths + inputs) + 2 * evaluated * widths
     return floats * (8 if dtype == "float64" else 4)
+
+
+# The older private name (callers outside this module: use split).
+_split = split
