@@ -5,7 +5,11 @@ Three parts, each the answer to its own question:
 1. **Matched pair** (what do the two frameworks reach?): weight-decay and dropout at ``--seed``,
    both frameworks on the same weights, batches and dropout masks, float32, the config's
    epochs; the JAX-torch gaps per epoch are reported, not gated (``jaxreg.lab.comparison``).
-2. **The float64 gate and the float32 attribution** (does the torch loop compute what the JAX
+2. **Multi-seed** (is a JAX-torch gap of unmatched runs more than seed noise?): the experiments
+   of :data:`SEED_EXPERIMENTS` over ``--seeds`` seeds (default :data:`MAIN_SEEDS`), each
+   framework with its own shuffles and masks (paired and matched with ``--matched``): means,
+   95% intervals, JAX - torch and its verdict.
+3. **The float64 gate and the float32 attribution** (does the torch loop compute what the JAX
    engine computes?): every variant of both experiments trained matched for
    :data:`GATE_STEPS` steps in float64 and in float32 in both frameworks
    (:func:`jaxreg.lab.compare_train.train_matched`): the float64 pair must agree at every step
@@ -13,13 +17,9 @@ Three parts, each the answer to its own question:
    float32 is attributed per step: the JAX-torch float32 gap beside each side's own float32
    error (its float32 run against its float64 run). No float32 bound, so no false alarm on a
    CPU whose float32 kernels round otherwise (AMD, AVX2).
-3. **Multi-seed** (is a JAX-torch gap of unmatched runs more than seed noise?): the experiments
-   of :data:`SEED_EXPERIMENTS` over ``--seeds`` seeds (default :data:`MAIN_SEEDS`), each
-   framework with its own shuffles and masks (paired and matched with ``--matched``): means,
-   95% intervals, JAX - torch and its verdict.
 
 The sizes keep ``jaxreg main`` under 5 minutes on 2 CPU cores (measured: see the committed
-``experiments/results/main/report.md``); ``--seeds 1`` skips part 3.
+``experiments/results/main/report.md``); ``--seeds 1`` skips part 2.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ MAIN_EXPERIMENTS = ("weight-decay", "dropout")
 SEED_EXPERIMENTS = ("weight-decay",)
 """Part 2: the multi-seed comparison (the cheaper of the two recipes: torch runs seed by seed)."""
 MAIN_SEEDS = 4
-"""Part 3's default number of seeds."""
+"""Part 2's default number of seeds."""
 GATE_STEPS: dict[str, int | None] = {"weight-decay": 20, "dropout": None}
-"""Part 2's optimizer steps per variant: one epoch on the first ``steps x batch`` training
+"""Part 3's optimizer steps per variant: one epoch on the first ``steps x batch`` training
 examples (None: all of them, 235 steps on Fashion-MNIST). The gate holds every step to 1e-8,
 so its horizon must end before the recipe's own amplification brings float64 rounding near
 1e-8: seed 004's recipe (N(0, 1) weights, lr 0.1, losses ~200 at the start) multiplies a
@@ -86,14 +86,14 @@ def run_main(options: RunOptions) -> RunResult:
         sections += _section(name, result, run_dir)
     gates: list[str] = []
     alarms: list[str] = []
-    if both:
-        part, gates, alarms = _gate_part(options)
-        sections += part
     if options.seeds > 1:
-        sections.append(f"## 3. {options.seeds} seeds" + (", matched" if options.matched else ""))
+        sections.append(f"## 2. {options.seeds} seeds" + (", matched" if options.matched else ""))
         for name in SEED_EXPERIMENTS:
             result = run_experiment(name, options, out=run_dir / "seeds" / name)
             sections += _section(f"{name}, {options.seeds} seeds", result, run_dir)
+    if both:
+        part, gates, alarms = _gate_part(options)
+        sections += part
     wall = time.perf_counter() - start
     report.write_json(run_dir / "results.json", rows)
     report.write_report(
@@ -120,7 +120,7 @@ def run_main(options: RunOptions) -> RunResult:
 
 
 def _gate_part(options: RunOptions) -> tuple[list[str], list[str], list[str]]:
-    """Part 2: every variant's float64 gate and float32 attribution.
+    """Part 3: every variant's float64 gate and float32 attribution.
 
     Returns ``(report sections, one line per variant for the terminal, alarms)``: an alarm is
     a failed float64 gate (a wrong implementation), never a float32 gap.
@@ -129,7 +129,7 @@ def _gate_part(options: RunOptions) -> tuple[list[str], list[str], list[str]]:
     from jaxreg.lab.recipes._common import load_config
 
     sections = [
-        "## 2. The float64 gate and the float32 attribution",
+        "## 3. The float64 gate and the float32 attribution",
         "Each variant trained matched (same initial weights, batches and dropout masks) in "
         "both frameworks, in float64 and in float32 "
         "(`jaxreg.lab.compare_train.train_matched`). **The gate**: the float64 pair's loss at "
