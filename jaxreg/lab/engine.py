@@ -18,7 +18,8 @@ give the kernel-gradient convolution the layout of its fast library kernel there
 (see :func:`resolve_loop` for the measurements). Both forms run the same step function on the same
 batches, keys and counters: for matmul models (every seed model) their results are identical bit
 for bit; for a convolutional model on CPU the kernel gradients come from different convolution
-kernels, so the forms agree to rounding (float64: ~1e-15 relative), not bit for bit.
+kernels, so the forms agree to rounding (a float64 test CNN: within 1e-12 relative), not bit
+for bit.
 
 ``result.metrics`` holds the per-epoch metrics and, per optimizer step, ``step_loss`` and
 ``step_objective`` (``[epochs, steps_per_epoch]``: each step's data loss and objective on its
