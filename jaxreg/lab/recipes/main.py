@@ -136,8 +136,8 @@ def _gate_part(options: RunOptions) -> tuple[list[str], list[str], list[str]]:
         "(`jaxreg.lab.compare_train.train_matched`). **The gate**: the float64 pair's loss at "
         f"every optimizer step within {verdict.GATE_RTOL:g} relative, and its final "
         "parameters, over a horizon that ends before the recipe's own amplification of "
-        "rounding nears the gate (weight-decay: 20 steps, see `GATE_STEPS`; dropout: the "
-        "whole first epoch). **The attribution** (reported, not gated): per step, the JAX-torch "
+        "rounding nears the gate (weight-decay: 20 steps, see `GATE_STEPS`; dropout: 60 "
+        "steps). **The attribution** (reported, not gated): per step, the JAX-torch "
         "float32 gap beside each side's own float32 error (its float32 run against its "
         "float64 run on the same batches and masks), relative to the float64 loss; a gap "
         "that is one side's own error says which side's float32 drifted.",
