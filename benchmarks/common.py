@@ -125,7 +125,7 @@ class Workload:
         training images (``benchmarks.cnn_rows``; a fixed step count keeps the rows' cost
         fixed: the engine's scan form alone costs several seconds per 100 steps on CPU).
       cnn_warmup_epochs: untimed CNN epochs first (compilation happens in them).
-      cnn_epochs: timed CNN epochs per row.
+      cnn_epochs: timed CNN epochs per row (2: a JAX CNN epoch is ~5 s on 2 cores; budget).
       cnn_test_size: test images the CNN rows' final accuracy is measured on.
       cnn_scan_steps: steps per epoch where the engine runs the CNN as a whole-epoch
         ``lax.scan`` (its epoch time is then scaled to ``cnn_steps``): XLA on CPU runs
@@ -149,7 +149,7 @@ class Workload:
     peak_size: int = 4096
     cnn_steps: int = 100
     cnn_warmup_epochs: int = 1
-    cnn_epochs: int = 3
+    cnn_epochs: int = 2
     cnn_test_size: int = 2000
     cnn_scan_steps: int = 10
     cnn_profile_steps: int = 20
