@@ -89,7 +89,9 @@ def gaussian_dropout(
     identity; ``rate`` must be below 1 (the variance diverges there).
 
     PyTorch equivalent: none (no torch op); Keras ``GaussianDropout(rate)``. The noise drawn is
-    ``1 + sqrt(rate / (1 - rate)) * jax.random.normal(key, x.shape, x.dtype)``.
+    ``1 + sqrt(rate / (1 - rate)) * eps`` with ``eps = jax.random.normal(key, x.shape,
+    jnp.float32).astype(x.dtype)`` (drawn in float32 whatever the dtype: a float64 run adds the
+    float32 run's noise).
 
     Args:
         x: floating-point input.
@@ -141,7 +143,8 @@ def gaussian_noise(
 
     PyTorch equivalent: none (no torch op); ``x + stddev * torch.randn_like(x)``; Keras
     ``GaussianNoise(stddev)``. The noise drawn is
-    ``stddev * jax.random.normal(key, x.shape, x.dtype)``.
+    ``stddev * jax.random.normal(key, x.shape, jnp.float32).astype(x.dtype)`` (float32 draws,
+    as :func:`gaussian_dropout`).
 
     Args:
         x: floating-point input.
