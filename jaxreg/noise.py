@@ -7,9 +7,8 @@ concrete bad value raises ``ValueError``; a traced one cannot, so it turns the o
 
 Each stochastic function documents the draw it makes from its key (e.g. ``gaussian_dropout``
 uses ``jax.random.normal(key, x.shape, jnp.float32)`` cast to ``x.dtype``), and the ones
-PyTorch has come with a
-``*_with_mask`` form that replays a given mask with PyTorch's arithmetic, which is how the
-parity suite checks them against torch's own random draws.
+PyTorch has come with a ``*_with_mask`` form that replays a given mask with PyTorch's
+arithmetic, which is how the parity suite checks them against torch's own random draws.
 """
 
 from jaxreg._src.noise import (
