@@ -46,7 +46,9 @@ class Dropout(nn.Module):
     Survivors are scaled by ``1 / (1 - rate)`` in training; evaluation is the identity (seeds
     002, 003, 004). The attributes (``rate, broadcast_dims, deterministic, rng_collection``) and
     the call ``layer(inputs, deterministic, rng)``, positional arguments included, are those of
-    ``flax.linen.Dropout``, with the same key stream and the same mask; the output agrees to
+    ``flax.linen.Dropout``, with the same key stream and the same mask (with x64 off: Flax
+    draws float64 uniforms under ``jax_enable_x64``, jaxreg always float32, so that a float64
+    run shares the float32 run's masks); the output agrees to
     the last bit where ``1 / (1 - rate)`` is exact (e.g. rate 0.5, 0.75) and within one rounding
     otherwise (torch's ``x * (1 / keep)`` here, Flax's ``x / keep``). Two additions: the rate
     may be passed at call time as a keyword-only, possibly traced scalar, so one compiled
