@@ -1,4 +1,7 @@
-"""Flax Linen dropout layers on the functional core of :mod:`jaxreg.dropout`.
+"""Flax Linen dropout layers on the functional core of :mod:`jaxreg.dropout`, and torch's flatten.
+
+``TorchFlatten`` / ``flatten_nchw`` flatten a channels-last (NHWC) batch in torch's NCHW order,
+so a Flax CNN and its torch twin share the first Dense / Linear weights (``torch.flatten(x, 1)``).
 
 The modules hold no state and no key: the key comes from the ``rng_collection`` ("dropout")
 passed to ``apply``, and the mode from ``deterministic``, given either as a module attribute or
@@ -13,6 +16,7 @@ The layers work anywhere in a model; seed 002's ``net_dropped`` puts dropout BEF
     x = nn.relu(x)
 """
 
+from jaxreg._src.layout import TorchFlatten, flatten_nchw
 from jaxreg._src.nn import (
     AlphaDropout,
     DropConnectDense,
@@ -40,5 +44,7 @@ __all__ = [
     "GaussianDropout",
     "GaussianNoise",
     "SpatialDropout",
+    "TorchFlatten",
     "VanillaDropout",
+    "flatten_nchw",
 ]

@@ -13,7 +13,8 @@ smoothing, each against PyTorch.
 * Drop path: torchvision does not import on this CPU-only machine, so the reference is
   ``torchvision.ops.stochastic_depth``'s own 10-line formula (mode "row"), written out below.
 * Gaussian dropout and noise have no torch op: the noise ``jaxreg`` draws from its key
-  (``jax.random.normal(key, x.shape, x.dtype)``, the documented contract) is fed to the Keras
+  (``jax.random.normal(key, x.shape, float32)`` cast to ``x.dtype``, the
+  documented contract) is fed to the Keras
   formulas written in torch.
 * DropConnect: ``F.linear(x, F.dropout(W, p), b)`` with torch's weight mask replayed on the Flax
   kernel (``W.T``).
@@ -182,7 +183,10 @@ def _gaussian(parity, dtype, device, kind, value):
     g = np.random.default_rng(1).standard_normal(shape).astype(dtype)
     key = jax.random.key(5)
     # The noise jaxreg draws from `key` (its documented contract), handed to torch.
-    eps = to_torch(jax.random.normal(key, shape, jnp.dtype(dtype)), dtype, device)
+    # Drawn in float32 whatever the run's dtype, then cast: a float64 run draws the float32 noise.
+    eps = to_torch(
+        jax.random.normal(key, shape, jnp.float32).astype(jnp.dtype(dtype)), dtype, device
+    )
     xt = to_torch(x, dtype, device, requires_grad=True)
     if kind == "dropout":
         y = xt * (1 + math.sqrt(value / (1 - value)) * eps)  # Keras GaussianDropout

@@ -403,14 +403,14 @@ def test_presets_take_the_recipe_from_the_experiment_configs():
         assert not {"lr", "batch_size", "model"} & set(preset), name
         plan = presets.build_plan(name)
         base = dropout if preset["base"] == "dropout" else decay
-        assert plan.config.lr == base["lr"] and plan.config.batch_size == base["batch_size"]
-        assert plan.config.epochs == preset.get("overrides", {}).get("epochs", base["epochs"])
-        for key, value in base["model"].items():
-            if key != "name":
-                assert getattr(plan.config.model, key) == value, (name, key)
+        assert plan.config.lr == base.optimizer.lr and plan.config.batch_size == base.batch_size
+        assert plan.config.epochs == preset.get("overrides", {}).get("epochs", base.epochs)
+        for key in ("num_inputs", "num_hiddens1", "num_hiddens2", "num_outputs"):
+            if hasattr(base.model, key):
+                assert getattr(plan.config.model, key) == getattr(base.model, key), (name, key)
         assert plan.points and all(isinstance(s, int) for s in plan.seeds)
     mlp = presets.build_plan("fmnist-64").config.model
-    assert (mlp.dropout1, mlp.dropout2) == tuple(dropout["rates"])
+    assert (mlp.dropout1, mlp.dropout2) == (dropout.model.dropout1, dropout.model.dropout2)
 
 
 def test_preset_overrides_and_errors():

@@ -30,7 +30,7 @@ PENALTIES = ("none", "l1", "l2", "l2_mean", "l2_norm")
 ACTIVITY_KINDS = ("l1", "l2", "l2_norm")
 DTYPES = ("float32", "float64")
 LOOPS = ("auto", "scan", "stepped")
-"""Loop forms of the engine (:mod:`jaxreg.lab.engine`); ``"auto"`` picks one per model and backend."""
+"""Loop forms of :mod:`jaxreg.lab.engine`; ``"auto"`` picks one per model and backend."""
 LIBRARY_HPARAMS = ("lr", "weight_decay", "l1", "l2", "act_l1", "act_l2", "max_norm")
 """The traced hyperparameters the engine itself reads (optimizer, penalties, constraint)."""
 HPARAMS = (*LIBRARY_HPARAMS[:6], "dropout1", "dropout2", "strength", "max_norm")
@@ -134,7 +134,9 @@ class TrainConfig:
         For an NNX model wrapped by ``flax.nnx.bridge.ToLinen``, constructor keywords.
       loop: the engine's loop form, one of :data:`LOOPS`: ``"scan"`` (a whole epoch as one
         ``lax.scan`` of steps), ``"stepped"`` (a Python loop over the jitted step) or ``"auto"``
-        (the engine picks; the run records which form ran). Results are identical whichever runs.
+        (the engine picks; the run records which form ran). Results are bit-identical for matmul
+        models; conv models on CPU agree to rounding (XLA picks other conv-gradient kernels
+        inside a loop, jax-ml/jax#12868).
     """
 
     model: nn.Module
