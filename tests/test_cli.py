@@ -158,6 +158,19 @@ def test_cli_and_recipes_import_no_torch():
     assert result.returncode == 0, result.stderr
 
 
+def test_torch_references_import_no_lab():
+    # The references stand alone: the harness (jaxreg.lab) drives them, never the reverse.
+    pytest.importorskip("torch")
+    code = (
+        "import pkgutil, importlib, sys, jaxreg.torch_ref as t\n"
+        "for m in pkgutil.iter_modules(t.__path__): importlib.import_module(f'{t.__name__}.{m.name}')\n"
+        "bad = sorted(m for m in sys.modules if m.startswith('jaxreg.lab'))\n"
+        "assert not bad, f'jaxreg.torch_ref imported {bad}'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
 # End-to-end runs of the experiments that need no Fashion-MNIST (the others are in
 # tests/test_recipes.py): each through cli.main, in both frameworks, checking the files.
 

@@ -140,9 +140,9 @@ def test_matched_seeds_are_paired(tmp_path):
 def test_main_shows_a_matched_pair_and_a_multi_seed_comparison(tmp_path):
     assert cli.main(["main", "--epochs", "1", "--seeds", "2", "--out", str(tmp_path), *SLICE]) == 0
     text = (tmp_path / "report.md").read_text()
-    assert "## 1. Matched pair" in text and "## 3. 2 seeds" in text
-    # Part 2: the float64 gate of every variant, on the same shared batches and draws.
-    assert "## 2. The float64 gate" in text and "float64 gate PASSED" in text
+    assert "## 1. Matched pair" in text and "## 2. 2 seeds" in text
+    # Part 3: the float64 gate of every variant, on the same shared batches and draws.
+    assert "## 3. The float64 gate" in text and "float64 gate PASSED" in text
     assert "float64 gate FAILED" not in text and "ALARM" not in text
     assert text.count("**Matched run (float32)**") == 2
     assert "**2 seeds (0..1, float32)**" in text and cpu_model() in text

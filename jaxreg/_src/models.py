@@ -223,6 +223,10 @@ class DropoutMLP(nn.Module):
         (2, 10)
     """
 
+    # The rates a sweep may trace (one compiled step for every rate): see
+    # ``jaxreg.lab.config.declared_hparams``.
+    traced_hparams = ("dropout1", "dropout2")
+
     num_inputs: int = 784
     num_hiddens1: int = 256
     num_hiddens2: int = 256

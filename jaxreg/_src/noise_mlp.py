@@ -94,6 +94,9 @@ class NoiseMLP(nn.Module):
         Networks using DropConnect", ICML 2013; d2l.ai chapter 4.6 (seeds 003/004).
     """
 
+    # The strength a sweep may trace: see ``jaxreg.lab.config.declared_hparams``.
+    traced_hparams = ("strength",)
+
     technique: str = "dropout"
     strength: float = 0.5
     num_inputs: int = 784

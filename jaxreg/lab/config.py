@@ -41,13 +41,6 @@ The others are MODEL hyperparameters: attributes a model declares traced (:func:
 :class:`jaxreg.models.NoiseMLP`); they default to the model's own values. A user model may
 declare any attribute names (``traced_hparams``)."""
 
-# The shipped models' declarations, until jaxreg.models carries them as `traced_hparams`
-# class attributes (a model's own attribute always wins).
-_SHIPPED_DECLARATIONS = {
-    "DropoutMLP": ("dropout1", "dropout2"),
-    "NoiseMLP": ("strength",),
-}
-
 EPOCH_METRICS = (
     "train_loss",
     "train_objective",
@@ -385,9 +378,8 @@ def declared_hparams(model: Any) -> tuple[str, ...]:
     keywords the same way on its class. The engine then sets those attributes to traced values
     (``model.clone(p1=...)``): any layer that accepts a traced value there (every jaxreg
     layer does; ``flax.linen.Dropout`` does not) is swept without recompiling and without an
-    engine edit. jaxreg's own models (``DropoutMLP``: ``dropout1, dropout2``; ``NoiseMLP``:
-    ``strength``) are declared here until they carry the
-    attribute themselves.
+    engine edit. jaxreg's own models declare theirs the same way (``DropoutMLP``: ``dropout1,
+    dropout2``; ``NoiseMLP``: ``strength``).
 
     Example:
       >>> from jaxreg.models import DropoutMLP, WeightDecayMLP
@@ -395,14 +387,12 @@ def declared_hparams(model: Any) -> tuple[str, ...]:
       (('dropout1', 'dropout2'), ())
     """
     owner = _nnx_class(model) if _is_to_linen(model) else type(model)
-    names = getattr(owner, "traced_hparams", None)
-    if names is None:
-        shipped = getattr(owner, "__module__", "").startswith("jaxreg.")
-        names = _SHIPPED_DECLARATIONS.get(owner.__name__, ()) if shipped else ()
-        # An attribute set to None (no such layer in this instance) is not declared.
-        names = tuple(n for n in names if model_attribute(model, n, None) is not None)
+    names = getattr(owner, "traced_hparams", None) or ()
     if isinstance(names, str):
         names = (names,)
+    if getattr(owner, "__module__", "").startswith("jaxreg."):
+        # jaxreg's models: an attribute set to None (no such layer here) is not declared.
+        names = tuple(n for n in names if model_attribute(model, n, None) is not None)
     return tuple(names)
 
 

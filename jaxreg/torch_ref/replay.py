@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from jaxreg.lab.draws import MASK_KINDS, Draw, UnsharedDrawError
+from jaxreg._src.draw_record import MASK_KINDS, Draw, UnsharedDrawError
 
 __all__ = [
     "DrawReplay",

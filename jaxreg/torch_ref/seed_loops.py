@@ -75,7 +75,9 @@ def train_regression(
             # Full batch: the order is irrelevant to the mean, but the masks are per row.
             order = torch.from_numpy(np.array(matched.order(epoch), np.int64))
             xb, yb = x[order], y[order]
-            replay.set_step(next(matched.step_masks(epoch)))
+            # Every draw with its site and kind where the streams give them (strict per site).
+            steps = getattr(matched, "step_draws", None) or matched.step_masks
+            replay.set_step(next(steps(epoch)))
             with replaying(replay):
                 out = model(xb)
             replay.finish_step()
