@@ -178,3 +178,13 @@ def test_smoke_cli_writes_a_row_per_technique_with_finite_intervals(tmp_path, ca
     assert (out / noise_report.PLOT).stat().st_size > 1000
     # results.json holds every number the report states: rendering it again gives the same text.
     assert noise_report.rewrite(out).read_text() == report
+    # One run per folder: the manifest says complete, the rows carry its id, a second run into
+    # the folder is refused (naming the flag that allows it) and leaves it as it was.
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert {r["run_id"] for r in results["summary"]} == {manifest["run_id"]}
+    capsys.readouterr()
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert str(out) in err and "--overwrite" in err
+    assert (out / "report.md").read_text() == report

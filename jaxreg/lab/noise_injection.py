@@ -279,6 +279,7 @@ def run(
     synthetic: int | None = None,
     command: str = "",
     log: Any = None,
+    run_id: str = "",
 ) -> Path:
     """Loads the data, runs :func:`tune_then_confirm`, writes the report folder.
 
@@ -295,6 +296,7 @@ def run(
       synthetic: N: synthetic blobs (N train) instead of Fashion-MNIST (tests).
       command: the command line, for the report.
       log: optional ``log(str)``.
+      run_id: the run folder's id, put on every result row.
 
     Returns:
       The path of ``report.md``.
@@ -325,7 +327,12 @@ def run(
     results["data"]["source"] = f"synthetic({synthetic})" if synthetic else "fashion-mnist"
     rows = noise_report.analyse(results, results["level"])
     return noise_report.write(
-        results, rows, out, command=command, description=preset.get("description", "")
+        results,
+        rows,
+        out,
+        command=command,
+        description=preset.get("description", ""),
+        run_id=run_id,
     )
 
 
@@ -369,12 +376,30 @@ def main(parser: Any, args: Any, argv: Sequence[str]) -> int:
     ident = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
     out = args.out or Path("runs") / "sweep" / f"{PRESET}-{ident}"
     log = None if args.quiet else print
+    from jaxreg.lab.cli_commands import open_folder
+    from jaxreg.lab.run_folder import RunFolderError
+
+    if getattr(args, "resume", False):
+        parser.error("--resume: noise-injection cannot resume (it starts clean); use --overwrite")
     try:
-        report = run(out, command="jaxreg " + " ".join(argv), log=log, **options)
-    except (FileNotFoundError, ValueError) as err:
+        # One run per folder (refused if --out holds another; --overwrite replaces it).
+        folder = open_folder(out, "sweep", args)
+    except RunFolderError as err:
         print(f"jaxreg sweep: error: {err}", file=sys.stderr)
         return 1
+    try:
+        report = run(
+            out, command="jaxreg " + " ".join(argv), log=log, run_id=folder.run_id, **options
+        )
+    except (FileNotFoundError, ValueError) as err:
+        folder.fail(f"{type(err).__name__}: {err}")
+        print(f"jaxreg sweep: error: {err}", file=sys.stderr)
+        return 1
+    except BaseException as err:
+        folder.fail(f"{type(err).__name__}: {err}")
+        raise
+    folder.complete()
     if not args.quiet:
         print(report.read_text())
-    print(f"sweep {PRESET}: report in {report}")
+    print(f"sweep {PRESET}: report in {report} (run {folder.run_id})")
     return 0

@@ -265,6 +265,7 @@ def write(
     *,
     command: str = "",
     description: str = "",
+    run_id: str = "",
 ) -> Path:
     """Writes ``results.json``, ``results.csv``, ``tuning.csv``, the plot and ``report.md``.
 
@@ -274,6 +275,7 @@ def write(
       out: the folder.
       command: the command line, quoted in the report.
       description: the preset's description.
+      run_id: the run folder's id (:mod:`jaxreg.lab.run_folder`), put on every row.
 
     Returns:
       The path of ``report.md``.
@@ -286,6 +288,7 @@ def write(
         iv, diff = row["test"], row["diff"]
         summary.append(
             {
+                "run_id": run_id,
                 "technique": row["name"],
                 "chosen": row["chosen"],
                 "val_acc_tuning": row["val_acc"],
@@ -305,6 +308,7 @@ def write(
     atomic_write_text(out / "results.csv", csv_text(summary, list(summary[0])))
     tuning = [
         {
+            "run_id": run_id,
             "technique": t["name"],
             **p["point"],
             "val_acc_mean": p["val_acc_mean"],
