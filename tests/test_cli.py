@@ -163,7 +163,8 @@ def test_torch_references_import_no_lab():
     pytest.importorskip("torch")
     code = (
         "import pkgutil, importlib, sys, jaxreg.torch_ref as t\n"
-        "for m in pkgutil.iter_modules(t.__path__): importlib.import_module(f'{t.__name__}.{m.name}')\n"
+        "for m in pkgutil.iter_modules(t.__path__):\n"
+        "    importlib.import_module(f'{t.__name__}.{m.name}')\n"
         "bad = sorted(m for m in sys.modules if m.startswith('jaxreg.lab'))\n"
         "assert not bad, f'jaxreg.torch_ref imported {bad}'\n"
     )

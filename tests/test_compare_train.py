@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from _compare_models import TorchMLP, tiny_spec
 
+from jaxreg.lab import cli
 from jaxreg.lab.compare import MismatchError, compare_seeds, train_matched
 
 
@@ -52,7 +53,6 @@ def _parse(argv):
 
 
 def test_the_command_runs_a_spec_file_and_writes_its_report(tmp_path, capsys):
-    from jaxreg.lab import compare_cli
 
     spec_file = tmp_path / "tiny_spec.py"
     spec_file.write_text(
@@ -60,14 +60,16 @@ def test_the_command_runs_a_spec_file_and_writes_its_report(tmp_path, capsys):
         '    """jaxreg compare tiny_spec.py"""\n    return tiny_spec()\n'
     )
     out = tmp_path / "out"
-    args = _parse([str(spec_file), "--dtype", "float64", "--seeds", "0", "--out", str(out)])
-    assert compare_cli.run(args) == 0
+    argv = [str(spec_file), "--dtype", "float64", "--seeds", "0", "--out", str(out)]
+    assert cli.main(["compare", *argv]) == 0  # the command: a run folder around compare_cli.run
     printed = capsys.readouterr().out
     assert "float64 gate PASSED" in printed and "compare: PASSED" in printed
     record = json.loads((out / "compare.json").read_text())
     assert record["ok"] and np.shape(record["matched"]["step_loss"]["float64 jax"]) == (1, 3)
     assert record["batch"]["rows"][0]["max_rel"] < 1e-12
     assert "one-batch check" in (out / "report.md").read_text()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and record["run_id"] == manifest["run_id"]
 
 
 def test_the_command_refuses_a_file_without_get_config(tmp_path, capsys):

@@ -392,6 +392,7 @@ def compare(args: argparse.Namespace) -> int:
     except RunFolderError as err:
         return fail("compare", err)
     with folder:
+        args.run_id = folder.run_id
         status = compare_cli.run(args)
         if status not in (0, 1):
             folder.fail(f"exit status {status}")

@@ -154,15 +154,20 @@ class CompareReport:
             ]
         return out
 
-    def save(self, out: str | Path) -> Path:
-        """Writes ``report.md`` (the printed report) and ``compare.json`` into folder ``out``."""
+    def save(self, out: str | Path, *, run_id: str | None = None) -> Path:
+        """Writes ``report.md`` (the printed report) and ``compare.json`` into folder ``out``.
+
+        ``run_id``: the run folder's id (``jaxreg compare --out`` passes it), kept in
+        ``compare.json``.
+        """
         from jaxreg.lab.files import atomic_write_text
 
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
+        record = self.record() if run_id is None else {"run_id": run_id, **self.record()}
         atomic_write_text(folder / "report.md", "```\n" + str(self) + "\n```\n")
         atomic_write_text(
-            folder / "compare.json", json.dumps(self.record(), indent=1, default=float) + "\n"
+            folder / "compare.json", json.dumps(record, indent=1, default=float) + "\n"
         )
         return folder
 

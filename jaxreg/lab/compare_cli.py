@@ -95,6 +95,6 @@ def run(args: argparse.Namespace) -> int:
     report = compare.compare(spec, dtypes=dtypes, epochs=args.epochs, seeds=args.seeds)
     print(report)
     if args.out is not None:
-        report.save(args.out)
+        report.save(args.out, run_id=getattr(args, "run_id", None))
         print(f"written to {args.out}")
     return 0 if report.ok else 1
