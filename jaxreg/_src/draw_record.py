@@ -55,3 +55,7 @@ class UnsharedDrawError(RuntimeError):
     does not match the next JAX draw by kind and shape, or is left unconsumed (naming the
     site).
     """
+
+
+# Their public home (tracebacks, reprs and pickles name it).
+Draw.__module__ = UnsharedDrawError.__module__ = "jaxreg.lab.draws"
