@@ -31,17 +31,19 @@ data:
 test: setup
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --doctest-modules jaxreg tests parity_tests
 
+# The long end-to-end runs and the float32 / VGG16 parity cases that `make test` leaves out.
 test-slow: setup
-	$(PY) -m pytest -q -m slow tests parity_tests
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m slow tests parity_tests
 
+# Every parity case (-m "" lifts the default `not slow`); writes parity_tests/results/.
 parity: setup
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) parity_tests
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "" parity_tests
 
 run: setup
 	$(VENV)/bin/jaxreg main
 
 bench: setup
-	$(PY) -c "import keras, equinox" 2>/dev/null || $(PY) -m pip install -q -e ".[torch,dev,bench]"
+	KERAS_BACKEND=jax $(PY) -c "import keras, equinox" 2>/dev/null || $(PY) -m pip install -q -e ".[torch,dev,bench]"
 	$(VENV)/bin/jaxreg bench
 
 lint: setup

@@ -10,7 +10,8 @@
   comparison becomes one report row. A case that compares nothing is an error.
 * Under pytest-xdist each worker ships its rows to the controller through ``workeroutput``; the
   controller (or a plain single-process run) writes ``results/<device>.json`` and ``.md``.
-  Partial runs (``-k``, ``--lf``, single files) print the rows but leave the committed reports.
+  Partial runs (``-k``, ``--lf``, single files, ``-m "not slow"`` as in ``make test``) print the
+  rows but leave the committed reports; ``make parity`` runs every case and writes them.
 """
 
 from __future__ import annotations
@@ -114,12 +115,36 @@ def pytest_runtest_makereport(item: pytest.Item, call):
         item._parity_outcome = report.outcome
 
 
+# `make test` (CI, 7 minutes on 2 cores) runs the float64 case of every family (the gate for "the
+# same computation") and the float32 trajectory-bound tests; `make parity` runs every case. The
+# rest is marked `slow`: VGG16 (about 75 s of its own) and the other float32 cases.
+_FLOAT32_FAST = ("test_parity_trajectories.py", "test_parity_precision.py")
+
+
+def _slow_case(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params if callspec is not None else {}
+    if "vgg16" in item.nodeid:
+        return True
+    return params.get("dtype") == "float32" and item.path.name not in _FLOAT32_FAST
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session, config, items) -> None:
+    for item in items:
+        if _slow_case(item):
+            item.add_marker(pytest.mark.slow)
     opt = config.option
     if opt.keyword or getattr(opt, "lf", False) or getattr(opt, "deselect", None):
         _COLLECTED_ALL["value"] = False
     args = [str(a) for a in config.args]
     if any("::" in a or a.endswith(".py") for a in args):
+        _COLLECTED_ALL["value"] = False
+
+
+def pytest_deselected(items) -> None:
+    # A marker expression (`-m "not slow"`) that drops parity cases makes this a partial run.
+    if any("parity_tests" in item.nodeid for item in items):
         _COLLECTED_ALL["value"] = False
 
 

@@ -345,6 +345,7 @@ def test_every_row_runs(tmp_path, data_available):
     render.write(results, tmp_path, "all-rows", plot=False)
 
 
+@pytest.mark.slow
 def test_run_is_a_plain_function_running_rows_in_subprocesses(tmp_path, data_available):
     md_path = run.run(rows=["init", "numpy_peak"], out=tmp_path, workload=TINY, plot=False)
     assert md_path.suffix == ".md" and md_path.parent == tmp_path

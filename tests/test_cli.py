@@ -208,6 +208,7 @@ def test_framework_jax_runs_only_jax(tmp_path):
     assert {r["framework"] for r in rows} == {"jax"}
 
 
+@pytest.mark.slow
 def test_vgg_norms_same_weights_same_sums(tmp_path):
     config = tmp_path / "vgg_tiny.py"
     config.write_text(
@@ -240,6 +241,7 @@ def test_activity_faithful_relearns_nothing(tmp_path):
     assert len(metrics) == 5
 
 
+@pytest.mark.slow
 def test_overfit_fit_curves(tmp_path):
     rows, metrics = _run(tmp_path, "overfit", "--epochs", "3")
     assert set(rows) == {(v, f) for v in ("overfitting", "dropout") for f in ("jax", "torch")}

@@ -11,6 +11,7 @@ from jaxreg.lab import cli
 from jaxreg.lab.compare import MismatchError, compare_seeds, train_matched
 
 
+@pytest.mark.slow
 def test_matched_float64_runs_agree_at_every_step():
     report = train_matched(tiny_spec())
     assert report.ok, report

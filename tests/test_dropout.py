@@ -665,6 +665,7 @@ def test_linen_dropout_and_mlp_take_the_generator():
         DropoutMLP(dropout_generator="fast").apply(params, inputs, deterministic=False, rngs=rngs)
 
 
+@pytest.mark.slow
 def test_train_config_dropout_generator_reaches_the_engine():
     from jaxreg.lab.config import TrainConfig
     from jaxreg.lab.engine import make_train

@@ -107,6 +107,7 @@ def test_init_state_is_not_consumed_unless_asked(mlp_runs, loop):
     _assert_same_run(first, donated)
 
 
+@pytest.mark.slow
 def test_stepped_continuation_and_fit_callbacks(blobs, mlp_runs):
     # Two epochs then one more is the three-epoch run, in the stepped form as in the scan.
     _, _, whole = mlp_runs["stepped"]
@@ -155,6 +156,7 @@ def x64():
     jax.config.update("jax_enable_x64", before)
 
 
+@pytest.mark.slow
 def test_cnn_loop_forms_agree_and_auto_steps_on_cpu(x64):
     # 40 images of 8x8 in batches of 16: two full batches and a partial one of 8, dropout on.
     cnn = data.synthetic_classification(40, 8, num_features=64, num_classes=3, seed=1)

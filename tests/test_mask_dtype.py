@@ -68,6 +68,7 @@ def _run(name, dtype, traced):
     return np.asarray(jax.jit(lambda x, k: fn(x, RATE, k))(x, key))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("traced", [False, True], ids=["concrete rate", "traced rate"])
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 def test_float64_run_draws_the_float32_runs_masks(name, traced):

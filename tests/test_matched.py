@@ -54,6 +54,7 @@ def _worst(runs_dir: Path) -> tuple[float, float]:
     return loss, acc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["weight-decay", "dropout"])
 def test_float64_matched_meets_the_bounds_and_unmatched_does_not(tmp_path, name):
     record = _run(tmp_path / "m", "run", name, "--matched", "--dtype", "float64", "--epochs", "2")
@@ -70,6 +71,7 @@ def test_float64_matched_meets_the_bounds_and_unmatched_does_not(tmp_path, name)
     assert unmatched_loss > 1e3 * 1e-8, unmatched_loss
 
 
+@pytest.mark.slow
 def test_weight_decay_faithful_matched_follows_the_continued_streams(tmp_path):
     # --faithful continues one run through the three variants: torch must replay the later
     # epochs' orders (first_epoch/first_step), or the second and third variants would differ.
@@ -79,6 +81,7 @@ def test_weight_decay_faithful_matched_follows_the_continued_streams(tmp_path):
     assert all(g["within_bound"] for g in record["gaps"]), record["gaps"]
 
 
+@pytest.mark.slow
 def test_float32_matched_gaps_reported_not_gated(tmp_path):
     # float32 is reported per epoch beside the reason it is not gated (comparison.F32_WHY): a
     # float32 bound drawn from one machine's rounding fails on another CPU.
@@ -92,6 +95,7 @@ def test_float32_matched_gaps_reported_not_gated(tmp_path):
     assert comparison.F32_WHY in text
 
 
+@pytest.mark.slow
 def test_overfit_matched_float64_net_dropped(tmp_path):
     # overfit's data is synthetic: no Fashion-MNIST slice.
     argv = ["run", "overfit", "--matched", "--dtype", "float64", "--epochs", "60"]
@@ -101,6 +105,7 @@ def test_overfit_matched_float64_net_dropped(tmp_path):
     assert all(g["test_metric"] == "test_loss" and g["within_bound"] for g in record["gaps"])
 
 
+@pytest.mark.slow
 def test_seeds_vmapped_and_compared(tmp_path):
     record = _run(tmp_path / "s", "run", "dropout", "--seeds", "3", "--seed", "4", "--epochs", "1")
     assert record["seeds"] == [4, 5, 6] and not record["matched"]
@@ -137,6 +142,7 @@ def test_matched_seeds_are_paired(tmp_path):
     assert {g["variant"] for g in record["gaps"]} == {"no-penalty", "l2-penalty", "weight-decay"}
 
 
+@pytest.mark.slow
 def test_main_shows_a_matched_pair_and_a_multi_seed_comparison(tmp_path):
     assert cli.main(["main", "--epochs", "1", "--seeds", "2", "--out", str(tmp_path), *SLICE]) == 0
     text = (tmp_path / "report.md").read_text()

@@ -215,6 +215,7 @@ def _loss(model, x, y):
     return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "make_tx",
     [

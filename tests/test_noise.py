@@ -85,6 +85,7 @@ def test_bad_concrete_value_raises(name, fn, value):
             fn(X, b, deterministic=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,fn,value", FUNCTIONS, ids=IDS)
 def test_bad_traced_value_gives_nan(name, fn, value):
     bad = -0.5 if name == "gaussian_noise" else 1.5
@@ -112,6 +113,7 @@ def test_jit_equals_eager(name, fn, value):
         np.testing.assert_array_equal(jitted, eager)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,fn,value", FUNCTIONS, ids=IDS)
 def test_traced_value_no_recompile_and_vmap(name, fn, value):
     traces = []

@@ -152,6 +152,7 @@ def test_cli_refuses_options_that_do_not_apply(capsys):
     assert "--grid: not options of noise-injection" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_smoke_cli_writes_a_row_per_technique_with_finite_intervals(tmp_path, capsys):
     out = tmp_path / "ni"
     argv = ["sweep", "noise-injection", "--synthetic", "256", "--validation", "64"]

@@ -62,6 +62,7 @@ def test_weight_decay_compiles_once_for_three_variants(tmp_path):
         assert 0 <= row["test"] <= 1 and row["seed_figure"] in (0.772, 0.81, 0.822)
 
 
+@pytest.mark.slow
 def test_dropout_faithful(tmp_path):
     rows = _by(run_cli(tmp_path, "dropout", "--faithful"))
     assert set(rows) == {(v, fw) for v in ("scratch", "concise") for fw in ("jax", "torch")}
@@ -69,6 +70,7 @@ def test_dropout_faithful(tmp_path):
     assert "dropout ACTIVE" in (tmp_path / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_mc_dropout(tmp_path):
     rows = _by(run_cli(tmp_path, "mc-dropout"))
     for fw in ("jax", "torch"):
@@ -93,6 +95,7 @@ def test_weight_decay_faithful_continues_the_run(tmp_path):
     assert "--faithful: one network" in (tmp_path / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_recipes_read_their_constants_from_the_configs(tmp_path):
     # The seed constants live in experiments/*.py only: a changed config changes the run.
     from jaxreg.lab.configs import experiments_dir

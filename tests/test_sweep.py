@@ -292,6 +292,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_multihost_sweep_two_cpu_processes(tmp_path, swept):
     script = _write_child(
         tmp_path,

@@ -97,6 +97,7 @@ def test_installed_jaxreg_is_the_wheel_not_the_checkout(installed):
     assert not Path(module).resolve().is_relative_to(ROOT)
 
 
+@pytest.mark.slow
 def test_installed_cli_list_and_activity(installed):
     bin_dir, env, cwd = installed
     listing = _run([str(bin_dir / "jaxreg"), "list"], cwd, env)

@@ -89,8 +89,10 @@ def group_lasso_prox(
             z = w + u
             norms = group_norms(z, unit_axes(axes, z.shape, owner))
             t = cast_like(threshold, z)
-            keep = norms > t
-            scale = 1 - t / jnp.where(keep, norms, jnp.ones_like(norms))
+            # A NaN unit stays NaN (``~(norms <= t)``), and t = 0 is the identity even for a unit
+            # whose squared norm XLA's CPU backend flushes to zero (it flushes subnormals).
+            keep = ~(norms <= t) | (t == 0)
+            scale = 1 - t / jnp.where(norms == 0, jnp.ones_like(norms), norms)
             return jnp.where(keep, z * scale, jnp.zeros_like(z)) - w
 
         return masked_map(prox, updates, params, mask), next_state(state)
