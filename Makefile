@@ -28,12 +28,17 @@ data:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
 	else echo "note: no apt-get; put the Fashion-MNIST IDX files in a folder and pass --data-dir"; fi
 
+# Two workers share the two cores: one intra-op thread each for torch and for XLA's Eigen pool
+# (oversubscribed, small ops run several times slower).
+TEST_ENV ?= OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+	XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
 test: setup
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --doctest-modules jaxreg tests parity_tests
+	$(TEST_ENV) $(PY) -m pytest -q -n $(PYTEST_WORKERS) --doctest-modules jaxreg tests parity_tests
 
 # The long end-to-end runs and the float32 / VGG16 parity cases that `make test` leaves out.
 test-slow: setup
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m slow tests parity_tests
+	$(TEST_ENV) $(PY) -m pytest -q -n $(PYTEST_WORKERS) -m slow tests parity_tests
 
 # Every parity case (-m "" lifts the default `not slow`); writes parity_tests/results/.
 parity: setup

@@ -115,18 +115,33 @@ def pytest_runtest_makereport(item: pytest.Item, call):
         item._parity_outcome = report.outcome
 
 
-# `make test` (CI, 7 minutes on 2 cores) runs the float64 case of every family (the gate for "the
-# same computation") and the float32 trajectory-bound tests; `make parity` runs every case. The
-# rest is marked `slow`: VGG16 (about 75 s of its own) and the other float32 cases.
+# `make test` (CI: 7 minutes on 2 cores for everything) runs the float64 cases of every family but
+# the optimizers (the gate for "the same computation"; the engine's and the streams' on a few
+# recipes) and the float32 trajectory bounds with their rejection tests; `make parity` runs every
+# case. The rest is marked `slow`: VGG16 (about 75 s of its own), the other float32 cases, the
+# float64 trajectories, and the optimizer family (tests/test_optim.py compares the same
+# optimizers with torch in make test).
 _FLOAT32_FAST = ("test_parity_trajectories.py", "test_parity_precision.py")
+_SLOW_FILES = ("test_parity_optim.py",)
+_FAST_ENGINE = {"seed001_two_layer_net_always_dropout", "seed004_sgd_decay_weights_only"}
+_FAST_STREAMS = {"alpha_dropout", "drop_path", "spatial_dropout2d"}
 
 
 def _slow_case(item: pytest.Item) -> bool:
     callspec = getattr(item, "callspec", None)
     params = callspec.params if callspec is not None else {}
-    if "vgg16" in item.nodeid:
+    name = item.path.name
+    if "vgg16" in item.nodeid or name in _SLOW_FILES:
         return True
-    return params.get("dtype") == "float32" and item.path.name not in _FLOAT32_FAST
+    if params.get("dtype") == "float32":
+        return name not in _FLOAT32_FAST
+    if name == "test_parity_trajectories.py":
+        return params.get("dtype") == "float64"
+    if name == "test_parity_engine.py":
+        return params.get("case") not in _FAST_ENGINE
+    if name == "test_parity_streams.py":
+        return params.get("case") not in _FAST_STREAMS
+    return False
 
 
 @pytest.hookimpl(tryfirst=True)

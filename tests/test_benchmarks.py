@@ -77,6 +77,7 @@ def test_report_marks_failed_rows_and_missing_targets(tmp_path):
     assert "error: RuntimeError: no compiler" in text
 
 
+@pytest.mark.slow
 def test_rows_in_process_feed_the_report(tmp_path, data_available):
     from benchmarks import jax_rows, torch_rows
 
@@ -238,6 +239,7 @@ def _cnn_probe(init_path):
     return params, x, np.asarray(cnn_rows.SmallCNN().apply({"params": params}, x))
 
 
+@pytest.mark.slow
 def test_cnn_twins_compute_the_flax_model(cnn_init):
     """The shared weights make torch's and NNX's CNN the Flax model (eval mode)."""
     import numpy as np

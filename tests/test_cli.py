@@ -235,6 +235,7 @@ def test_activity_same_weights_same_losses(tmp_path):
     assert (tmp_path / "loss_per_step.png").is_file()
 
 
+@pytest.mark.slow
 def test_activity_faithful_relearns_nothing(tmp_path):
     rows, metrics = _run(tmp_path, "activity", "--epochs", "5", "--faithful", "--framework", "jax")
     assert list(rows) == [("model per step (seed)", "jax")]

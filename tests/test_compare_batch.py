@@ -33,6 +33,7 @@ def _cnn(flatten="torch"):
     return model, variables, TorchCNN(), x, y
 
 
+@pytest.mark.slow
 def test_cnn_agrees_without_dropout_in_both_dtypes():
     model, variables, twin, x, y = _cnn()
     report = check_batch(model, variables, twin, x, y, dropout=(False,), to_torch=nchw)

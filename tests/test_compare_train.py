@@ -34,6 +34,7 @@ def test_a_wrong_dropout_rate_in_the_twin_fails_the_gate():
         report.raise_for_mismatch()
 
 
+@pytest.mark.slow
 def test_seeds_give_intervals_and_verdicts():
     report = compare_seeds(tiny_spec(), seeds=2)
     assert report.seeds == (0, 1) and report.matched

@@ -219,6 +219,7 @@ def _cnn_draws(model, params, x):
     return y, draws
 
 
+@pytest.mark.slow
 def test_cnn_forward_shared_draws_float64():
     model, params, x = _cnn()
     y, draws = _cnn_draws(model, params, x)

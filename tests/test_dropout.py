@@ -486,6 +486,7 @@ def test_default_generator_is_flax_bernoulli():
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("impl", KEY_IMPLS)
 @pytest.mark.parametrize("rate", [0.05, 0.2, 0.5, 0.9, 0.99, 1 - 2**-16])
 def test_bits16_kept_fraction_within_5_sigma_of_exact_probability(rate, impl):
@@ -633,6 +634,7 @@ def test_bad_generator_raises_naming_it(bad):
         dropout_mask(KEY, 0.5, (3,), generator=bad)
 
 
+@pytest.mark.slow
 def test_linen_dropout_and_mlp_take_the_generator():
     from jaxreg.models import DropoutMLP
     from jaxreg.nn import Dropout

@@ -122,6 +122,7 @@ def one_epoch(tiny, blobs):
     return engine.make_train(dataclasses.replace(train.config, epochs=1), blobs)
 
 
+@pytest.mark.slow
 def test_continuation_is_the_longer_run(tiny, one_epoch, blobs):
     # Design: the state carries the run's step and epoch counters, so with the same key
     # train(2 epochs) then continue(1 epoch) IS train(3 epochs), bit for bit.
@@ -136,6 +137,7 @@ def test_continuation_is_the_longer_run(tiny, one_epoch, blobs):
     assert (int(more.step), int(more.epoch)) == (12, 3)
 
 
+@pytest.mark.slow
 def test_continuation_never_replays_orders_or_masks(one_epoch):
     key = jax.random.key(0)
     first = one_epoch(key, DROPOUT_HP)
@@ -154,6 +156,7 @@ def test_continuation_never_replays_orders_or_masks(one_epoch):
     assert int(again.step) == one_epoch.steps_per_epoch
 
 
+@pytest.mark.slow
 def test_eval_with_dropout_and_activation_variance(tiny, blobs):
     train, result = tiny
     cfg = dataclasses.replace(
@@ -417,6 +420,7 @@ def test_no_recompile_logged_between_calls(tiny, caplog):
     assert not [r for r in caplog.records if "Compiling jit(pure)" in r.getMessage()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["bce", "nll"])
 def test_bce_and_nll_losses_at_initialization(loss, blobs):
     # One full-batch step per epoch: epoch 0's train loss is the loss at the initial params.

@@ -122,6 +122,7 @@ def test_stepped_continuation_and_fit_callbacks(blobs, mlp_runs):
     np.testing.assert_array_equal(more.metrics["step_loss"][0], whole.metrics["step_loss"][2])
 
 
+@pytest.mark.slow
 def test_vmapped_pure_is_the_scan_form_with_step_losses(mlp_runs):
     # Under vmap there is no Python loop to step: `pure` is the traceable scan form.
     train, _, result = mlp_runs["stepped"]

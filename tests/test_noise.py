@@ -94,6 +94,7 @@ def test_bad_traced_value_gives_nan(name, fn, value):
     assert bool(jnp.all(jnp.isfinite(jax.jit(lambda r: fn(X, r, key=KEY))(value))))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,fn,value", FUNCTIONS, ids=IDS)
 def test_explicit_key_reproducible(name, fn, value):
     a, b, c = fn(X, value, key=KEY), fn(X, value, key=KEY), fn(X, value, key=jax.random.key(1))
@@ -101,6 +102,7 @@ def test_explicit_key_reproducible(name, fn, value):
     assert bool(jnp.any(a != c))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,fn,value", FUNCTIONS, ids=IDS)
 def test_jit_equals_eager(name, fn, value):
     eager = fn(X, value, key=KEY)

@@ -57,6 +57,7 @@ BUILDERS = {
 }
 
 
+@pytest.mark.slow
 @needs_peers
 @pytest.mark.parametrize("name", ROWS)
 def test_twin_is_the_benchmark_model(name, init):

@@ -79,6 +79,7 @@ def test_mc_dropout(tmp_path):
         assert float(rows[("MC M=10", fw)]["detail"].split()[3].rstrip(";")) > 0
 
 
+@pytest.mark.slow
 def test_weight_decay_faithful_continues_the_run(tmp_path):
     # The JAX side continues each run from the previous TrainResult (step and epoch counters
     # carried; the engine tests prove that this never replays shuffles or masks).

@@ -194,6 +194,7 @@ def _assert_close_to(result_file, swept_result):
     return worst
 
 
+@pytest.mark.slow
 def test_shard_configs_and_batch_over_4_devices_equals_single_device(tmp_path, swept):
     script = _write_child(
         tmp_path,

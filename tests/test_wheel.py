@@ -85,6 +85,7 @@ def test_wheel_carries_every_module_and_config(wheel):
     assert not [n for n in names if n.startswith("experiments/")]  # only under jaxreg.lab
 
 
+@pytest.mark.slow
 def test_installed_jaxreg_is_the_wheel_not_the_checkout(installed):
     bin_dir, env, cwd = installed
     code = (
@@ -113,6 +114,7 @@ def test_installed_cli_list_and_activity(installed):
     assert (cwd / "activity" / "report.md").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_FMNIST, reason="Fashion-MNIST not installed (make data)")
 def test_installed_cli_dropout_and_sweep(installed):
     bin_dir, env, cwd = installed
