@@ -275,7 +275,7 @@ def sweep(parser, args: argparse.Namespace, argv: list[str]) -> int:
     from jaxreg.lab import distributed, presets
 
     if args.preset == "noise-injection":
-        # A tune-then-confirm procedure over several configs, not one grid (issue 11).
+        # A tune-then-confirm procedure over several configs, not one grid.
         from jaxreg.lab import noise_injection
 
         return noise_injection.main(parser, args, argv)
