@@ -236,7 +236,7 @@ def _sum_grad(x, key, rate):
 SHAPES = [(7,), SHAPE]
 
 
-@settings(max_examples=30, deadline=None)
+@settings(derandomize=True, max_examples=30, deadline=None)
 @given(
     shape=st.sampled_from(SHAPES),
     rate=st.floats(0.0, 1.0),
@@ -260,7 +260,7 @@ def test_property_invariant_and_grad(shape, rate, seed):
     np.testing.assert_array_equal(np.asarray(g), np.where(yn != 0, scale32, 0).astype(np.float32))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(derandomize=True, max_examples=30, deadline=None)
 # Tiny keep_prob would make x * keep_prob subnormal, which XLA on CPU flushes to zero.
 @given(keep_prob=st.one_of(st.just(0.0), st.floats(1e-6, 1.0)), seed=st.integers(0, 2**31 - 1))
 def test_property_vanilla(keep_prob, seed):

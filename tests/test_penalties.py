@@ -74,7 +74,7 @@ def test_l1_penalty_matches_torch_abs_backward():
     np.testing.assert_array_equal(jax.grad(l1_penalty)(jnp.asarray(x)), t.grad.numpy())
 
 
-@settings(max_examples=20, deadline=None)
+@settings(derandomize=True, max_examples=20, deadline=None)
 @given(finite_arrays)
 def test_l1_penalty_property_value_and_grad(x):
     with jax.enable_x64(True):
@@ -156,7 +156,7 @@ def test_l2_penalty_invalid_reduction_raises(bad):
         l2_penalty(jnp.ones(2), reduction=bad)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(derandomize=True, max_examples=20, deadline=None)
 @given(finite_arrays, st.sampled_from(["sum", "mean"]))
 def test_l2_penalty_property(x, reduction):
     with jax.enable_x64(True):
@@ -219,7 +219,7 @@ def test_l2_norm_penalty_matches_torch_norm():
         np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-6, atol=1e-7)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(derandomize=True, max_examples=20, deadline=None)
 @given(finite_arrays)
 def test_l2_norm_penalty_property_finite_differences(x):
     with jax.enable_x64(True):
