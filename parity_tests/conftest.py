@@ -116,15 +116,15 @@ def pytest_runtest_makereport(item: pytest.Item, call):
 
 
 # `make test` (CI: 7 minutes on 2 cores for everything) runs the float64 cases of every family but
-# the optimizers (the gate for "the same computation"; the engine's and the streams' on a few
-# recipes) and the float32 trajectory bounds with their rejection tests; `make parity` runs every
+# the optimizers (the gate for "the same computation"; the engine's and the streams' on one
+# recipe) and the float32 trajectory bounds with their rejection tests; `make parity` runs every
 # case. The rest is marked `slow`: VGG16 (about 75 s of its own), the other float32 cases, the
 # float64 trajectories, and the optimizer family (tests/test_optim.py compares the same
 # optimizers with torch in make test).
 _FLOAT32_FAST = ("test_parity_trajectories.py", "test_parity_precision.py")
 _SLOW_FILES = ("test_parity_optim.py",)
-_FAST_ENGINE = {"seed001_two_layer_net_always_dropout", "seed004_sgd_decay_weights_only"}
-_FAST_STREAMS = {"alpha_dropout", "drop_path", "spatial_dropout2d"}
+_FAST_ENGINE = {"seed001_two_layer_net_always_dropout"}
+_FAST_STREAMS = {"spatial_dropout2d"}
 
 
 def _slow_case(item: pytest.Item) -> bool:

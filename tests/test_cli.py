@@ -225,6 +225,7 @@ def test_vgg_norms_same_weights_same_sums(tmp_path):
         assert rows[(label, "torch")]["test"] == pytest.approx(ref, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_activity_same_weights_same_losses(tmp_path):
     rows, metrics = _run(tmp_path, "activity", "--epochs", "20")
     jax_losses = [m["train_objective"] for m in metrics if m["framework"] == "jax"]

@@ -107,6 +107,7 @@ def test_bad_arguments_name_the_parameter(kwargs, match):
         check_batch(model, variables, twin, x, y, **kwargs)
 
 
+@pytest.mark.slow
 def test_cnn_agrees_with_its_draws_shared():
     model, variables, twin, x, y = _cnn()
     report = check_batch(model, variables, twin, x, y, dropout=(True,), to_torch=nchw)

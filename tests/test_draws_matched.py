@@ -52,6 +52,7 @@ def streams():
     return MatchedStreams(_train(SmallCNN()), jax.random.key(0))
 
 
+@pytest.mark.slow
 def test_each_step_draws_the_engine_keys_draws(streams):
     train = streams.train
     spe = streams.steps_per_epoch

@@ -256,6 +256,7 @@ def test_divergence_is_reported_with_its_step(wd_run):
 
 
 # ---- regression (seed 002): full batch, MSE, Adam, eval every k, snapshots -------------------
+@pytest.mark.slow
 def test_regression_eval_every_and_snapshots():
     cfg = engine.TrainConfig(
         model=models.RegressionNet(hidden=8),

@@ -246,6 +246,7 @@ NOISE_LAYERS = [
 INPUT_FOR = {jaxreg.dropout1d: (4, 6, 3), jaxreg.dropout3d: (2, 3, 3, 2, 4)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layer,fn", NOISE_LAYERS, ids=lambda v: getattr(v, "__name__", ""))
 def test_noise_layer_matches_function_and_modes(layer, fn):
     x = jnp.asarray(np.random.default_rng(1).uniform(0.5, 1.5, INPUT_FOR.get(fn, (4, 5, 5, 3))))

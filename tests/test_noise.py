@@ -191,6 +191,7 @@ def test_alpha_dropout_keeps_mean_zero_variance_one(rate):
     np.testing.assert_array_equal(g, jnp.where(keep, jnp.float32(a), 0))
 
 
+@pytest.mark.slow
 def test_alpha_edge_rates_and_mask_checks():
     # rate 1 gives zeros like torch (x * 0), with a zero gradient, concrete or traced.
     np.testing.assert_array_equal(alpha_dropout(X, 1.0, key=KEY), jnp.zeros_like(X))

@@ -82,6 +82,7 @@ def test_train_configs_and_used_hyperparameters():
     assert len(points) == 4 and {p["strength"] for p in points} == {0.3}
 
 
+@pytest.mark.slow
 def test_engine_strength_is_traced_and_max_norm_bounds_the_weights():
     ds = data.synthetic_classification(256, 64, validation=64, seed=0)
     model = NoiseMLP(technique="dropconnect", num_hiddens1=16, num_hiddens2=16)

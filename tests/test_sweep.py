@@ -336,6 +336,7 @@ def test_multihost_sweep_two_cpu_processes(tmp_path, swept):
         _assert_close_to(tmp_path / f"host{i}.npz", swept[0])
 
 
+@pytest.mark.slow
 def test_sweep_cli_writes_outputs(tmp_path):
     out = tmp_path / "cli"
     argv = ["sweep", "custom", "--synthetic", "64", "--hidden", "16", "--grid", "dropout1=0,0.5"]

@@ -215,6 +215,7 @@ def test_gate_counts_nan_as_failure_and_checks_params():
     assert gate.params_worst == pytest.approx(0.1 / 1.1)
 
 
+@pytest.mark.slow
 def test_float32_attribution_names_the_side_that_drifted():
     """A JAX float32 run against the engine's float64 run, and a float32 torch run.
 
