@@ -147,6 +147,12 @@ def test_missing_config_file_is_an_error(capsys, tmp_path):
     assert "not found" in capsys.readouterr().err
 
 
+def _python_ok(code: str) -> None:
+    """Runs ``code`` in a fresh interpreter (nothing imported yet) and asserts it succeeds."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
 def test_cli_and_recipes_import_no_torch():
     code = (
         "import sys, jaxreg, jaxreg.lab.cli, jaxreg.lab.report, jaxreg.lab.recipes\n"
@@ -154,8 +160,7 @@ def test_cli_and_recipes_import_no_torch():
         "assert 'torch' not in sys.modules, 'torch imported'\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    _python_ok(code)
 
 
 def test_torch_references_import_no_lab():
@@ -168,8 +173,7 @@ def test_torch_references_import_no_lab():
         "bad = sorted(m for m in sys.modules if m.startswith('jaxreg.lab'))\n"
         "assert not bad, f'jaxreg.torch_ref imported {bad}'\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    _python_ok(code)
 
 
 # End-to-end runs of the experiments that need no Fashion-MNIST (the others are in

@@ -387,18 +387,16 @@ def main(parser: Any, args: Any, argv: Sequence[str]) -> int:
     except RunFolderError as err:
         print(f"jaxreg sweep: error: {err}", file=sys.stderr)
         return 1
-    try:
-        report = run(
-            out, command="jaxreg " + " ".join(argv), log=log, run_id=folder.run_id, **options
-        )
-    except (FileNotFoundError, ValueError) as err:
-        folder.fail(f"{type(err).__name__}: {err}")
-        print(f"jaxreg sweep: error: {err}", file=sys.stderr)
-        return 1
-    except BaseException as err:
-        folder.fail(f"{type(err).__name__}: {err}")
-        raise
-    folder.complete()
+    # Leaving the block completes the run (manifest last); an exception marks it failed.
+    with folder:
+        try:
+            report = run(
+                out, command="jaxreg " + " ".join(argv), log=log, run_id=folder.run_id, **options
+            )
+        except (FileNotFoundError, ValueError) as err:
+            folder.fail(f"{type(err).__name__}: {err}")
+            print(f"jaxreg sweep: error: {err}", file=sys.stderr)
+            return 1
     if not args.quiet:
         print(report.read_text())
     print(f"sweep {PRESET}: report in {report} (run {folder.run_id})")

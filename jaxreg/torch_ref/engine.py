@@ -334,18 +334,11 @@ class _Replayer:
     def __init__(self, matched: Any):
         self.matched = matched
         self._steps: Iterator[Any] | None = None
-        # Streams with every draw of a step (``step_draws``: site, kind, shape, value), or the
-        # older bare keep-masks (``step_masks``), which DrawReplay matches by shape.
-        self._draws = matched is not None and hasattr(matched, "step_draws")
         self.replay = None if matched is None else _replay.DrawReplay()
 
     def start_epoch(self, epoch: int) -> None:
-        if self.matched is None:
-            return
-        if self._draws:
-            self._steps = self.matched.step_draws(epoch)
-        else:
-            self._steps = self.matched.step_masks(epoch)
+        if self.matched is not None:
+            self._steps = _replay.epoch_steps(self.matched, epoch)
 
     def forward(self, model: torch.nn.Module, xb: torch.Tensor) -> Any:
         if self.replay is None:

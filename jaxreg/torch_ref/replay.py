@@ -53,6 +53,7 @@ __all__ = [
     "UnsharedDrawError",
     "active_replay",
     "apply_mask",
+    "epoch_steps",
     "replaying",
 ]
 
@@ -522,6 +523,17 @@ def _torchvision_stochastic_depth(replay: DrawReplay) -> Iterator[None]:
         module.stochastic_depth = original
         if patched_package:
             package.stochastic_depth = original
+
+
+def epoch_steps(matched: Any, epoch: int) -> Iterator[Any]:
+    """The per-step draws of a matched run's ``epoch``, for :meth:`DrawReplay.set_step`.
+
+    ``matched`` gives every draw of a step with its site, kind and shape (``step_draws``,
+    matched per site), or, for older streams, the bare keep masks (``step_masks``, matched by
+    shape).
+    """
+    steps = getattr(matched, "step_draws", None) or matched.step_masks
+    return steps(epoch)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jaxreg.torch_ref.replay import DrawReplay, replaying
+from jaxreg.torch_ref.replay import DrawReplay, epoch_steps, replaying
 from jaxreg.torch_ref.tensors import logits as _logits
 from jaxreg.torch_ref.tensors import to_tensor
 
@@ -75,9 +75,7 @@ def train_regression(
             # Full batch: the order is irrelevant to the mean, but the masks are per row.
             order = torch.from_numpy(np.array(matched.order(epoch), np.int64))
             xb, yb = x[order], y[order]
-            # Every draw with its site and kind where the streams give them (strict per site).
-            steps = getattr(matched, "step_draws", None) or matched.step_masks
-            replay.set_step(next(steps(epoch)))
+            replay.set_step(next(epoch_steps(matched, epoch)))
             with replaying(replay):
                 out = model(xb)
             replay.finish_step()
