@@ -49,7 +49,7 @@ from jaxreg.lab.verdict import (
 )
 
 __all__ = [
-    "GATE_RTOL", "TEST_ACC_TOL", "Attribution", "Gate", "ReorderedStreams", "Summary",
+    "GATE_RTOL", "TEST_ACC_TOL", "Attribution", "Gate", "Summary",
     "attribution_rows", "attribution_summary", "attribution_table", "float32_attribution",
     "epoch_gaps", "float64_gate", "gate_runs", "sections", "seed_statistics", "step_errors",
     "step_losses", "summarize", "tensor_error",
@@ -60,10 +60,6 @@ Runs = Mapping[tuple[str, str], Sequence[History]]
 
 TEST_ACC_TOL = 1e-4
 """float64 test accuracy, absolute: one image in 10,000 (an argmax tie broken differently)."""
-
-NOISE = "torch-noise"
-"""Legacy framework label of a torch float32 run on :class:`ReorderedStreams` (no longer a
-bound: reordering batch rows changes no forward inner product). Ignored by :func:`summarize`."""
 
 F32_WHY = (
     "float32 is reported, not gated: the two libraries' kernels sum in different orders "
@@ -468,36 +464,3 @@ def sections(
 
         report.write_json(Path(run_dir) / "comparison.json", summary.record)
     return summary.notes
-
-
-class ReorderedStreams:
-    """Matched streams with each batch's rows (and their dropout masks) in another fixed order.
-
-    The torch loop trained on these computes the same steps as on ``streams``, every batch sum
-    rounded in another order: a sample of float32's own noise on the run.
-
-    Args:
-      streams: a :class:`jaxreg.lab.matched.MatchedStreams` (``order``, ``step_masks``,
-        ``train.batch_size``).
-      seed: seeds the row permutations.
-    """
-
-    def __init__(self, streams: Any, seed: int):
-        self.streams, self.seed = streams, seed
-        self.batch_size = streams.train.batch_size
-
-    def _perms(self, epoch: int, n: int) -> list[np.ndarray]:
-        rng = np.random.default_rng((self.seed, epoch))
-        sizes = [min(self.batch_size, n - i) for i in range(0, n, self.batch_size)]
-        return [rng.permutation(k) for k in sizes]
-
-    def order(self, epoch: int) -> np.ndarray:
-        order = self.streams.order(epoch)
-        perms = self._perms(epoch, len(order))
-        chunks = [order[i * self.batch_size :][: len(p)][p] for i, p in enumerate(perms)]
-        return np.concatenate(chunks)
-
-    def step_masks(self, epoch: int):
-        n = len(self.streams.order(epoch))
-        for masks, perm in zip(self.streams.step_masks(epoch), self._perms(epoch, n), strict=True):
-            yield [m[: len(perm)][perm] for m in masks]

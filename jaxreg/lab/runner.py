@@ -37,9 +37,6 @@ from jaxreg.lab import spec as spec_mod
 from jaxreg.lab.spec import Spec, Variant
 
 FRAMEWORKS = ("jax", "torch")
-ROLES = ("run", "noise")
-"""A run's role: the run itself, or the float32 noise sample of a matched run (the torch run
-repeated on :class:`jaxreg.lab.comparison.ReorderedStreams`)."""
 
 
 @dataclasses.dataclass
@@ -61,7 +58,6 @@ class Run:
         NumPy arrays), or None.
       wall_s: seconds training took (compilation excluded), None when not timed.
       compile_s: JAX compilation seconds (None for torch).
-      role: ``"run"``, or ``"noise"`` for a float32 noise sample (not recorded in metrics).
       extra: what else the side returned (the JAX ``TrainResult``; the torch twin), not data.
     """
 
@@ -76,7 +72,6 @@ class Run:
     params: Any = None
     wall_s: float | None = None
     compile_s: float | None = None
-    role: str = "run"
     extra: Any = dataclasses.field(default=None, repr=False, compare=False)
 
 
@@ -106,7 +101,6 @@ class Results:
         variant: str | None = None,
         framework: str | None = None,
         *,
-        role: str = "run",
         seed: int | None = None,
     ) -> list[Run]:
         """The runs matching every given field, in the order they were added."""
@@ -116,12 +110,11 @@ class Results:
             if (variant is None or r.variant == variant)
             and (framework is None or r.framework == framework)
             and (seed is None or r.seed == seed)
-            and r.role == role
         ]
 
-    def histories(self, variant: str, framework: str, *, role: str = "run") -> list[dict]:
+    def histories(self, variant: str, framework: str) -> list[dict]:
         """Per-seed histories of one (variant, framework)."""
-        return [r.history for r in self.select(variant, framework, role=role)]
+        return [r.history for r in self.select(variant, framework)]
 
     def variants(self) -> list[str]:
         """The variants present, in order of first appearance."""
@@ -584,7 +577,6 @@ class Runner:
         seeds: Sequence[int] | None = None,
         *,
         matched: bool = False,
-        noise: bool = False,
         streams: Callable[[Any, int, Any], Any] | None = None,
         nets: dict | None = None,
         seed_offset: int = 0,
@@ -594,25 +586,22 @@ class Runner:
 
         Each seed's twin starts from that seed's JAX initialization. With ``matched``, the
         batches and every random draw follow the JAX run's
-        (:class:`jaxreg.lab.matched.MatchedStreams`); with ``noise`` as well, a matched
-        float32 seed is trained once more on those streams with each batch's rows in another
-        order (the float32 noise sample, role ``"noise"``, not timed).
+        (:class:`jaxreg.lab.matched.MatchedStreams`).
 
         Args:
           variant: a variant or its name.
           seeds: the seeds (default: the spec's).
           matched: share the JAX run's streams.
-          noise: also train the float32 noise sample of a matched float32 run.
           streams: ``streams(train, seed, hparams) -> MatchedStreams`` replacing the default
             (a continued run's streams start later).
           nets: a dict to keep each seed's twin in and continue it on a later call (a seed
             quirk: ``--faithful`` weight decay trains one network through its variants).
           seed_offset: added to the torch seed (generator and global RNG).
-          on_epoch: ``on_epoch(net, epoch, metrics)`` after every epoch of a role-``"run"``
-            training (e.g. to record the twin's predictions).
+          on_epoch: ``on_epoch(net, epoch, metrics)`` after every epoch (e.g. to record the
+            twin's predictions).
 
         Returns:
-          A list of :class:`Run`, noise samples (role ``"noise"``) after each seed's run.
+          A list of :class:`Run`, one per seed.
         """
         import jax
 
@@ -633,47 +622,39 @@ class Runner:
 
                     shared = matched_mod.MatchedStreams(train, key, hp)
             params = train.init(key).params
-            jobs = [("run", shared)]
-            if shared is not None and noise and self.dtype == "float32":
-                from jaxreg.lab import comparison
+            start = time.perf_counter()
+            if nets is not None and seed in nets:
+                net = nets[seed]
+            else:
+                net = torch_twin(spec, v, params, self.dtype)
+                if nets is not None:
+                    nets[seed] = net
+            hook = None
+            if on_epoch is not None:
 
-                jobs.append(("noise", comparison.ReorderedStreams(shared, seed)))
-            for role, source in jobs:
-                start = time.perf_counter()
-                if nets is not None and (seed, role) in nets:
-                    net = nets[(seed, role)]
-                else:
-                    net = torch_twin(spec, v, params, self.dtype)
-                    if nets is not None:
-                        nets[(seed, role)] = net
-                hook = None
-                if on_epoch is not None and role == "run":
+                def hook(epoch, metrics, net=net):
+                    on_epoch(net, epoch, metrics)
 
-                    def hook(epoch, metrics, net=net):
-                        on_epoch(net, epoch, metrics)
-
-                hist = self._torch_train(net, hp, params, seed + seed_offset, source, train, hook)
-                wall = time.perf_counter() - start
-                step, step_objective = hist.pop("step_loss"), hist.pop("step_objective")
-                runs.append(
-                    Run(
-                        v.name,
-                        "torch",
-                        seed,
-                        self.dtype,
-                        shared is not None,
-                        hist,
-                        np.asarray(step, np.float64),
-                        np.asarray(step_objective, np.float64),
-                        {k: t.detach().cpu().numpy() for k, t in net.state_dict().items()},
-                        wall if role == "run" else None,
-                        None,
-                        role,
-                        extra=net,
-                    )
+            hist = self._torch_train(net, hp, params, seed + seed_offset, shared, train, hook)
+            wall = time.perf_counter() - start
+            step, step_objective = hist.pop("step_loss"), hist.pop("step_objective")
+            runs.append(
+                Run(
+                    v.name,
+                    "torch",
+                    seed,
+                    self.dtype,
+                    shared is not None,
+                    hist,
+                    np.asarray(step, np.float64),
+                    np.asarray(step_objective, np.float64),
+                    {k: t.detach().cpu().numpy() for k, t in net.state_dict().items()},
+                    wall,
+                    None,
+                    extra=net,
                 )
-                if role == "run":
-                    self._tick(self.epochs)
+            )
+            self._tick(self.epochs)
         return runs
 
     def _torch_train(self, net, hp, params, seed, streams, train, on_epoch=None):

@@ -26,24 +26,9 @@ def spec_runner(ctx: Context, progress: Any = None, **options: Any):
     )
 
 
-def record_noise(ctx: Context, runs: list) -> None:
-    """Keeps the role-``"noise"`` runs (a matched float32 run's noise sample) for the
-    comparison sections: ``ctx.runs[(variant, comparison.NOISE)]``, never in metrics.jsonl."""
-    noise = [r for r in runs if r.role == "noise"]
-    if noise:
-        from jaxreg.lab import comparison
-
-        ctx.runs[(noise[0].variant, comparison.NOISE)] = [r.history for r in noise]
-
-
 def record_runs(ctx: Context, runs: list, *, seed_figure: Any) -> dict[str, Any] | None:
-    """Records a side's runs of one variant (:class:`jaxreg.lab.runner.Run`): rows, histories.
-
-    The runs' role-``"noise"`` entries (a matched float32 run's noise sample) go to
-    ``ctx.runs[(variant, comparison.NOISE)]`` for the comparison sections only.
-    """
-    main = [r for r in runs if r.role == "run"]
-    record_noise(ctx, runs)
+    """Records a side's runs of one variant (:class:`jaxreg.lab.runner.Run`): rows, histories."""
+    main = list(runs)
     if not main:
         return None
     first = main[0]

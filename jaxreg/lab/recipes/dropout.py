@@ -27,7 +27,7 @@ def run(ctx: Context) -> Outcome:
         if "jax" in ctx.frameworks:
             record_runs(ctx, runner.run_jax(variant, opts.seed_list), seed_figure=figure)
         if "torch" in ctx.frameworks:
-            done = runner.run_torch(variant, opts.seed_list, matched=opts.matched, noise=True)
+            done = runner.run_torch(variant, opts.seed_list, matched=opts.matched)
             record_runs(ctx, done, seed_figure=figure)
     bar.close()
     plot = plots.plot_learning_curves(

@@ -20,7 +20,6 @@ from jaxreg.lab.recipes._common import Context, Outcome
 from jaxreg.lab.recipes._sides import (
     final,
     record_histories,
-    record_noise,
     seed_mean,
     seeds_detail,
     spec_runner,
@@ -81,21 +80,18 @@ def run(ctx: Context) -> Outcome:
                 variant,
                 opts.seed_list,
                 matched=opts.matched,
-                noise=True,
                 on_epoch=functools.partial(_torch_fit, predictions, data.x_test),
             )
             for r in done:
                 # Seed 002's loop reports the two losses only.
                 r.history = {k: r.history[k] for k in ("train_loss", "test_loss")}
-            record_noise(ctx, done)
-            main = [r for r in done if r.role == "run"]
-            fit = predictions[id(main[0].extra)]
+            fit = predictions[id(done[0].extra)]
             fits[f"{name} (torch)"] = {
                 "epochs": [e for e, _, _ in fit],
                 "pred": [p for _, p, _ in fit],
                 "loss": [loss for _, _, loss in fit],
             }
-            rows["torch"] = ([r.history for r in main], sum(r.wall_s for r in main), None)
+            rows["torch"] = ([r.history for r in done], sum(r.wall_s for r in done), None)
         for fw, (hists, wall, compile_s) in rows.items():
             record_histories(ctx, name, fw, hists)
             means = []

@@ -46,9 +46,7 @@ def run(ctx: Context) -> Outcome:
                 # One torch network per seed through the three runs, its RNG seed moved on by
                 # the run's index, and (--matched) the streams of the JAX run's i-th leg.
                 quirks = {"nets": nets, "seed_offset": i, "streams": _continued(i, epochs)}
-            done = runner.run_torch(
-                variant, opts.seed_list, matched=opts.matched, noise=True, **quirks
-            )
+            done = runner.run_torch(variant, opts.seed_list, matched=opts.matched, **quirks)
             record_runs(ctx, done, seed_figure=variant.meta.get("seed_figure"))
     bar.close()
 
