@@ -67,6 +67,9 @@ MODEL = (
 )
 
 
+POOLS = ("jaxreg", "flax")
+
+
 class SmallCNN(nn.Module):
     """The benchmark's conv net in Flax Linen (channels last), with jaxreg's spatial dropout.
 
@@ -75,21 +78,33 @@ class SmallCNN(nn.Module):
     Attributes:
       spatial_rate: drop probability of whole feature maps after the first pooling.
       dense_rate: drop probability after the hidden dense layer.
+      pool: ``"jaxreg"``: ``jaxreg.nn.max_pool2d`` (torch's ``MaxPool2d(2)``, an elementwise
+        backward pass); ``"flax"``: ``flax.linen.max_pool`` (XLA's ``reduce_window``, whose
+        ``select_and_scatter`` gradient is slow on CPU; the profile row times both).
     """
 
     spatial_rate: float = SPATIAL_RATE
     dense_rate: float = DENSE_RATE
+    pool: str = "jaxreg"
 
     @nn.compact
     def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
-        from jaxreg.nn import Dropout, SpatialDropout
+        from jaxreg.nn import Dropout, SpatialDropout, max_pool2d
+
+        if self.pool not in POOLS:
+            raise ValueError(f"pool={self.pool!r}: allowed values are {POOLS}")
+
+        def pool(x):
+            if self.pool == "flax":
+                return nn.max_pool(x, (2, 2), strides=(2, 2))
+            return max_pool2d(x, 2)
 
         x = x.reshape(x.shape[0], SIDE, SIDE, 1)
         x = nn.relu(nn.Conv(CHANNELS[0], (3, 3), padding="SAME", name="conv1")(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = pool(x)
         x = SpatialDropout(self.spatial_rate)(x, deterministic)
         x = nn.relu(nn.Conv(CHANNELS[1], (3, 3), padding="SAME", name="conv2")(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = pool(x)
         x = x.reshape(x.shape[0], -1)
         x = nn.relu(nn.Dense(HIDDEN, name="fc1")(x))
         x = Dropout(self.dense_rate)(x, deterministic)
@@ -668,8 +683,11 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
     x_all, y_all = train.data["x_train"], train.data["y_train"]
     from jaxreg.lab.engine import make_train as engine_make_train
 
+    arrays = {"x_train": data[0], "y_train": data[1]}
     quiet = dataclasses.replace(train.config, model=SmallCNN(spatial_rate=0.0, dense_rate=0.0))
-    train_quiet = engine_make_train(quiet, {"x_train": data[0], "y_train": data[1]})
+    train_quiet = engine_make_train(quiet, arrays)
+    flax_pool = dataclasses.replace(train.config, model=SmallCNN(pool="flax"))
+    train_flax_pool = engine_make_train(flax_pool, arrays)
 
     def jitted(tr) -> float:
         """Seconds per step of ``jit(tr.step)`` called ``steps`` times from Python."""
@@ -727,8 +745,33 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
         return jax.lax.scan(body, w, None, length=scan_steps)[0]
 
     conv_scanned, _ = timing.compile_and_time(jax.jit(conv_scan), w2, x2)
+
+    # Both convolutions' forward and backward as the step runs them (the first needs no input
+    # gradient): XLA's convolution kernels, the part of the step that torch's oneDNN beats.
+    x1 = jax.random.normal(jax.random.key(2), (BATCH_SIZE, SIDE, SIDE, 1))
+    w1 = jnp.asarray(state.params["conv1"]["kernel"])
+
+    def convs(w1, w2, x1, x2):
+        def f(w1, w2, x2):
+            dims = ("NHWC", "HWIO", "NHWC")
+            y1 = jax.lax.conv_general_dilated(x1, w1, (1, 1), "SAME", dimension_numbers=dims)
+            y2 = jax.lax.conv_general_dilated(x2, w2, (1, 1), "SAME", dimension_numbers=dims)
+            return jnp.sum(y1 * y1) + jnp.sum(y2 * y2)
+
+        g1, g2, gx = jax.grad(f, argnums=(0, 1, 2))(w1, w2, x2)
+        return w1 - 1e-9 * g1, w2 - 1e-9 * g2, x2 - 1e-9 * gx
+
+    convs_step, _ = timing.compile_and_time(jax.jit(convs), w1, w2, x1, x2)
+
+    def convs_loop(w1, w2, x2):
+        for _ in range(steps):
+            w1, w2, x2 = convs_step(w1, w2, x1, x2)
+        return w2
+
     parts = {
         "step_jit": jitted(train),
+        "step_jit_flax_max_pool": jitted(train_flax_pool),
+        "convs_fwd_bwd_jit": min(timing.time_calls(convs_loop, w1, w2, x2, repeats=3)) / steps,
         "step_scan": scanned(train),
         "step_jit_without_dropout": jitted(train_quiet),
         "conv2_fwd_bwd_jit": min(timing.time_calls(conv_loop, w2, repeats=3)) / steps,

@@ -109,7 +109,9 @@ class Workload:
       warmup_epochs: untimed epochs before the timed ones (compile happens in or before these).
       epochs: timed epochs per single-model row (the seeds train 10 = 1 warm-up + 9).
       sweep_configs: configurations in the vmapped sweep.
-      sweep_epochs: timed epochs per sweep row (3: the CNN rows need the time 5 took).
+      sweep_epochs: timed epochs per sweep row (2: the two JAX sweep rows are the run's
+        largest cost, ~1 minute per 64-configuration epoch on 2 cores; a third epoch each took
+        the whole run past its 15 minutes).
       sweep_chunk: runs per compiled call in the chunked JAX sweep row (8 configurations'
         weights and gradients fit in this machine's caches; 64 do not).
       sweep_warmup_epochs: untimed sweep epochs first. 0 by default: JAX compiles ahead of
@@ -141,7 +143,7 @@ class Workload:
     warmup_epochs: int = 1
     epochs: int = 9
     sweep_configs: int = 64
-    sweep_epochs: int = 3
+    sweep_epochs: int = 2
     sweep_warmup_epochs: int = 0
     sweep_chunk: int = 8
     torch_sequential_configs: int = 6

@@ -267,6 +267,24 @@ def _cnn(f: dict) -> str:
             f"jitted step costs {p['step_jit_without_dropout']:.1f} ms (dropout's share "
             f"{fmt(f['dropout_share'], '.0%')})."
         )
+        if "step_jit_flax_max_pool" in p:
+            text += (
+                f" Pooling with Flax's max_pool (XLA's reduce_window, its gradient a "
+                f"select_and_scatter) the jitted step costs {p['step_jit_flax_max_pool']:.1f} ms"
+                f" against {p['step_jit']:.1f} ms with jaxreg.nn.max_pool2d (the rows' model)."
+            )
+        eager = f["epoch_median_s"].get(f.get("faster_torch_eager") or "")
+        if "convs_fwd_bwd_jit" in p and eager and f["steps_per_epoch"]:
+            torch_step = eager / f["steps_per_epoch"] * 1e3
+            text += (
+                f" What stands between the engine and torch eager: XLA's two convolutions "
+                f"alone (forward, kernel gradients and conv2's input gradient) take "
+                f"{p['convs_fwd_bwd_jit']:.1f} ms per step, "
+                f"{p['convs_fwd_bwd_jit'] / p['step_jit']:.0%} of the jitted step, against "
+                f"{torch_step:.1f} ms for torch eager's whole step (oneDNN convolutions); the "
+                "rest of the step (pools, dense layers, dropout, loss, AdamW) costs "
+                f"{p['step_jit'] - p['convs_fwd_bwd_jit']:.1f} ms."
+            )
     if f["errors"]:
         text += " Failed rows: " + "; ".join(f"{k}: {v[:160]}" for k, v in f["errors"].items())
     return text

@@ -2,6 +2,8 @@
 
 ``TorchFlatten`` / ``flatten_nchw`` flatten a channels-last (NHWC) batch in torch's NCHW order,
 so a Flax CNN and its torch twin share the first Dense / Linear weights (``torch.flatten(x, 1)``).
+``max_pool2d`` is ``nn.MaxPool2d(k)`` for channels-last activations, with torch's gradient and an
+elementwise backward pass (XLA's ``reduce_window`` gradient is slow on CPU).
 
 The modules hold no state and no key: the key comes from the ``rng_collection`` ("dropout")
 passed to ``apply``, and the mode from ``deterministic``, given either as a module attribute or
@@ -31,6 +33,7 @@ from jaxreg._src.nn import (
     SpatialDropout,
     VanillaDropout,
 )
+from jaxreg._src.pooling import max_pool2d
 
 __all__ = [
     "AlphaDropout",
@@ -47,4 +50,5 @@ __all__ = [
     "TorchFlatten",
     "VanillaDropout",
     "flatten_nchw",
+    "max_pool2d",
 ]

@@ -12,6 +12,7 @@ from flax import linen as nn
 from jaxreg._src._toolkit import check_mode
 from jaxreg._src.init import Conv, Dense, kaiming_normal, normal
 from jaxreg._src.nn import Dropout
+from jaxreg._src.pooling import max_pool2d
 
 __all__ = ["VGG16", "VGG16_CFG", "adaptive_avg_pool2d"]
 
@@ -107,7 +108,7 @@ class VGG16(nn.Module):
         idx = 0
         for v in VGG16_CFG:
             if v == "M":
-                x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+                x = max_pool2d(x, 2)  # torch's MaxPool2d(2, 2): its tie rule, a fast gradient
                 idx += 1
             else:
                 conv = Conv(
