@@ -52,8 +52,8 @@ bench: setup
 	$(VENV)/bin/jaxreg bench
 
 lint: setup
-	$(VENV)/bin/ruff check jaxreg tests parity_tests experiments benchmarks
-	$(VENV)/bin/ruff format --check jaxreg tests parity_tests experiments benchmarks
+	$(VENV)/bin/ruff check conftest.py jaxreg tests parity_tests experiments benchmarks
+	$(VENV)/bin/ruff format --check conftest.py jaxreg tests parity_tests experiments benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,4 +1,4 @@
-"""Shared test setup: a test module's ``RNG`` is reseeded for every test from the test's id.
+"""Shared test setup (tests/ and parity_tests/): a test module's ``RNG`` is reseeded for every test.
 
 A module-level ``RNG = np.random.default_rng(0)`` hands each test whatever state the tests
 before it in the same worker left, and pytest-xdist decides which tests those are, so a test's
