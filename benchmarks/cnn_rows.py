@@ -723,18 +723,18 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
         compiled, _ = timing.compile_and_time(jax.jit(run), state)
         return min(timing.time_calls(compiled, state, repeats=2)) / scan_steps
 
+    def conv(x, w):
+        """The model's 3x3 convolution (``nn.Conv(padding="SAME")``, channels last)."""
+        return jax.lax.conv_general_dilated(
+            x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+
     # The second convolution alone, forward and backward (what the step spends most in).
     x2 = jax.random.normal(jax.random.key(1), (BATCH_SIZE, SIDE // 2, SIDE // 2, CHANNELS[0]))
     w2 = jnp.asarray(state.params["conv2"]["kernel"])
 
     def conv_grad(w, x):
-        def f(w, x):
-            y = jax.lax.conv_general_dilated(
-                x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-            )
-            return jnp.sum(y * y)
-
-        return jax.grad(f, argnums=(0, 1))(w, x)
+        return jax.grad(lambda w, x: jnp.sum(conv(x, w) ** 2), argnums=(0, 1))(w, x)
 
     conv_step, _ = timing.compile_and_time(
         jax.jit(lambda w, x: w - 1e-9 * conv_grad(w, x)[0]), w2, x2
@@ -760,10 +760,7 @@ def profile(workload: common.Workload, init_path: str, device: str = "auto") -> 
 
     def convs(w1, w2, x1, x2):
         def f(w1, w2, x2):
-            dims = ("NHWC", "HWIO", "NHWC")
-            y1 = jax.lax.conv_general_dilated(x1, w1, (1, 1), "SAME", dimension_numbers=dims)
-            y2 = jax.lax.conv_general_dilated(x2, w2, (1, 1), "SAME", dimension_numbers=dims)
-            return jnp.sum(y1 * y1) + jnp.sum(y2 * y2)
+            return jnp.sum(conv(x1, w1) ** 2) + jnp.sum(conv(x2, w2) ** 2)
 
         g1, g2, gx = jax.grad(f, argnums=(0, 1, 2))(w1, w2, x2)
         return w1 - 1e-9 * g1, w2 - 1e-9 * g2, x2 - 1e-9 * gx

@@ -210,9 +210,7 @@ def test_elastic_net_prox_with_zero_l2_is_l1_prox():
 
 
 def test_elastic_net_prox_mask_traced_and_vmap():
-    # Its own generator: the module's RNG state depends on which tests ran before in this worker.
-    w = np.random.default_rng(7).normal(size=(3, 3))
-    params = {"w": jnp.asarray(w, jnp.float32), "b": jnp.full(3, 0.01)}
+    params = {"w": jnp.asarray(RNG.normal(size=(3, 3)), jnp.float32), "b": jnp.full(3, 0.01)}
     zeros = jax.tree.map(jnp.zeros_like, params)
     # (|w| - 0.2) / 1.5 cancels where |w| is near 0.2: compiled with or without vmap, XLA may
     # fold it as |w| / 1.5 - 0.2 / 1.5, whose rounding is an ulp of 0.13 (7.5e-9), not of the

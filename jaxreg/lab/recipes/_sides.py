@@ -28,18 +28,17 @@ def spec_runner(ctx: Context, progress: Any = None, **options: Any):
 
 def record_runs(ctx: Context, runs: list, *, seed_figure: Any) -> dict[str, Any] | None:
     """Records a side's runs of one variant (:class:`jaxreg.lab.runner.Run`): rows, histories."""
-    main = list(runs)
-    if not main:
+    if not runs:
         return None
-    first = main[0]
-    walls = [r.wall_s for r in main if r.wall_s is not None]
+    first = runs[0]
+    walls = [r.wall_s for r in runs if r.wall_s is not None]
     # JAX trains the seeds as one program (every run carries its time); torch one after another.
     wall = walls[0] if first.framework == "jax" else sum(walls)
     return record_classifier(
         ctx,
         first.variant,
         first.framework,
-        [r.history for r in main],
+        [r.history for r in runs],
         wall_s=wall,
         compile_s=first.compile_s,
         seed_figure=seed_figure,
