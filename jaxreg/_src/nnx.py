@@ -9,10 +9,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxreg._src.init import kaiming_uniform, torch_bias_init
-from jaxreg._src.nnx_layers import (
+from jaxreg._src.nnx_layers import Dropout, Hyperparameter, VanillaDropout
+from jaxreg._src.nnx_noise_layers import (
     AlphaDropout,
     DropConnectDense,
-    Dropout,
     Dropout1d,
     Dropout2d,
     Dropout3d,
@@ -20,9 +20,7 @@ from jaxreg._src.nnx_layers import (
     FeatureAlphaDropout,
     GaussianDropout,
     GaussianNoise,
-    Hyperparameter,
     SpatialDropout,
-    VanillaDropout,
 )
 
 __all__ = [
